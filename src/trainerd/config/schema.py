@@ -32,7 +32,9 @@ class ModelSection(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="Training precision. auto = bf16 where the device supports it, else fp32."
     )
-    trust_remote_code: bool = Field(False, description="Allow model code from the model dir/hub (only for models you trust).")
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the model dir/hub (only for models you trust)."
+    )
 
 
 class Hyperparams(Section):
@@ -47,9 +49,13 @@ class Hyperparams(Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     max_length: int = Field(2048, gt=1, description="Longest example in tokens; longer ones are truncated.")
     num_epochs: float = Field(1.0, gt=0, description="Passes over the data when max_steps is not set.")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides num_epochs).")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (overrides num_epochs)."
+    )
     save_steps: int = Field(500, gt=0, description="Write a checkpoint every N optimizer steps.")
-    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept per run (oldest removed first, sorted numerically).")
+    save_total_limit: int = Field(
+        2, ge=1, description="Checkpoints kept per run (oldest removed first, sorted numerically)."
+    )
     logging_steps: int = Field(5, gt=0, description="Log loss/lr/grad-norm every N optimizer steps.")
     seed: int = Field(42, description="Seed for data order, init of LoRA weights and dropout.")
     use_gradient_checkpointing: bool = Field(
@@ -85,7 +91,8 @@ class DataSection(Section):
     max_line_bytes: int = Field(1_000_000, gt=0, description="Longest accepted JSONL line in bytes.")
     max_file_bytes: int = Field(2_000_000_000, gt=0, description="Largest accepted data file in bytes.")
     on_invalid_line: Literal["fail", "skip"] = Field(
-        "fail", description="fail = refuse the file listing every bad line; skip = train on the valid lines and log the rest."
+        "fail",
+        description="fail = refuse the file listing every bad line; skip = train on the valid lines and log the rest.",
     )
     shuffle: bool = Field(True, description="Shuffle examples each epoch (seeded).")
 
@@ -113,7 +120,9 @@ class ProfileSection(Section):
         None,
         description="Replace a chat template that injects <think> blocks with clean ChatML. None = the profile decides.",
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Profile-specific options (see README, Profiles).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Profile-specific options (see README, Profiles)."
+    )
 
 
 class TrainerdConfig(Section):

@@ -26,4 +26,4 @@ THINKING_TEMPLATE_MARKERS = ("<think>", "</think>", "reasoning_content", "enable
 
 def injects_thinking(template: str | None) -> bool:
     """True when a chat template handles `<think>` blocks and so would fight a profile's own format."""
-    return bool(template) and any(marker in template for marker in THINKING_TEMPLATE_MARKERS)
+    return template is not None and any(marker in template for marker in THINKING_TEMPLATE_MARKERS)

@@ -1,0 +1,459 @@
+"""The training engine: the only code in trainerd that trains a model.
+
+`run_job(spec)` is called in-process by `trainerd train` and in a child process
+(`python -m trainerd.engine job.json`) by the daemon, and runs unchanged under
+`accelerate launch` / `torchrun`. One readable flow, in the spirit of torchtune's recipes:
+
+1. load the model (attention, precision, gradient checkpointing, full or LoRA: `models/load.py`)
+2. read, validate and shape the data (profile, system prompt, chat template: `data/pipeline.py`),
+   tokenize with assistant-only labels and refuse a bad trainable-token ratio before any compute
+3. plan micro-batches: padding-free packed rows by default (`data/pack.py`), a seeded order that a
+   resume can replay exactly
+4. a lean loop over `accelerate`: loss summed over trainable tokens and divided by the trainable
+   tokens of the whole optimizer step (correct under gradient accumulation and across ranks), logits
+   computed only at trainable positions, AdamW, warm-up + decay, gradient clipping
+5. every `save_steps` an atomic checkpoint (temp dir + marker + rename), resumable with the same
+   batches; a pause/stop/Ctrl-C request checkpoints and ends cleanly; NaN/Inf loss ends with an error
+6. progress (`progress.json`, atomic) and metrics (`metrics.jsonl`) while training; the final model
+   dir (full weights or LoRA adapter, with the tokenizer) and `result.json` at the end
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, PartialState
+from torch.utils.data import DataLoader
+
+from trainerd.config.schema import TrainerdConfig
+from trainerd.data.pack import collate_packed, collate_padded, epoch_batches
+from trainerd.data.pipeline import TrainingData, build_training_data
+from trainerd.data.tokenize import IGNORE_INDEX, TokenizedExample
+from trainerd.engine import checkpoint
+from trainerd.engine.control import ControlRequests
+from trainerd.engine.progress import ProgressReporter
+from trainerd.engine.spec import JobSpec, TrainingResult
+from trainerd.errors import TrainerdError
+from trainerd.logs import setup_logging
+from trainerd.models.load import LoadedModel, choose_dtype, load_model_for_training, save_trained_model
+
+log = logging.getLogger("trainerd.engine")
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class NonFiniteLossError(TrainerdError):
+    """The loss became NaN or Inf: the weights would be destroyed by another step."""
+
+
+def run_job(spec: JobSpec, *, log_to_console: bool = True, show_progress_bar: bool = True) -> TrainingResult:
+    """Run one training job and return (and write) its result; never raises for a job failure."""
+    started = time.monotonic()
+    output_dir = Path(spec.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    state = PartialState()
+    setup_logging(output_dir / "train.log" if state.is_main_process else None, console=log_to_console)
+    try:
+        result = _Job(spec, output_dir, show_progress_bar).run()
+    except TrainerdError as error:
+        log.error("job failed: %s", error)
+        result = TrainingResult(success=False, output_dir=str(output_dir), error=str(error))
+    except Exception as error:  # a job failure must be a result, never a bare traceback
+        log.exception("job failed with an unexpected error")
+        result = TrainingResult(success=False, output_dir=str(output_dir), error=f"{type(error).__name__}: {error}")
+    result.runtime_seconds = round(time.monotonic() - started, 3)
+    if state.is_main_process:
+        result.save(output_dir / "result.json")
+    if result.success:
+        log.info(
+            "done: %d steps, loss %.4f -> %.4f, %.0f tokens/s, model in %s",
+            result.steps,
+            result.initial_loss or float("nan"),
+            result.final_loss or float("nan"),
+            result.tokens_per_second or 0.0,
+            output_dir,
+        )
+    return result
+
+
+def data_fingerprint(paths: list[str]) -> str:
+    """sha256 over the dataset files' bytes: a checkpoint resumes only onto the same data."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def plan_micro_batches(num_examples: int, cfg: TrainerdConfig, world_size: int) -> tuple[list[list[int]], int]:
+    """All micro-batches of the job (across epochs, in order) and the number of optimizer steps."""
+    hp = cfg.hyperparams
+    per_epoch = math.ceil(num_examples / hp.batch_size)
+    per_step = hp.gradient_accumulation * world_size
+    if hp.max_steps is not None:
+        wanted = hp.max_steps * per_step
+    else:
+        wanted = max(1, math.floor(per_epoch * hp.num_epochs))
+    plan: list[list[int]] = []
+    epoch = 0
+    while len(plan) < wanted:
+        plan.extend(epoch_batches(num_examples, hp.batch_size, shuffle=cfg.data.shuffle, seed=hp.seed, epoch=epoch))
+        epoch += 1
+    plan = plan[:wanted]
+    steps = hp.max_steps if hp.max_steps is not None else math.ceil(len(plan) / per_step)
+    return plan, steps
+
+
+def lr_lambda_for(cfg: TrainerdConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine/linear decay to 10% of the peak (or constant)."""
+    hp = cfg.hyperparams
+    warmup = min(hp.warmup_steps, max(total_steps - 1, 0))
+    floor = 0.1
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if hp.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if hp.lr_scheduler == "linear":
+            return floor + (1 - floor) * (1 - progress)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainerdConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on norms and biases; fused kernels on CUDA."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.hyperparams.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.hyperparams.learning_rate, betas=(0.9, 0.999), eps=1e-8, **extra)
+
+
+def accepts_logits_mask(model: torch.nn.Module) -> bool:
+    """Whether the causal-LM forward can compute logits only at chosen positions (transformers 5)."""
+    base = model
+    get_base = getattr(base, "get_base_model", None)
+    if callable(get_base):  # a peft model: its forward passes keyword arguments through
+        base = get_base()
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+class _Job:
+    """State of one run; `run()` is the flow described in the module docstring."""
+
+    def __init__(self, spec: JobSpec, output_dir: Path, show_progress_bar: bool) -> None:
+        self.spec = spec
+        self.output_dir = output_dir
+        self.show_progress_bar = show_progress_bar
+        self.cfg = TrainerdConfig.model_validate(spec.config)
+        self.control = ControlRequests(spec.control_dir)
+        self.checkpoint_root = output_dir / CHECKPOINT_DIR
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def run(self) -> TrainingResult:
+        cfg = self.cfg
+        state = PartialState()
+        dtype, dtype_reason = choose_dtype(cfg.model.precision, state.device)
+        mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+        accelerator = Accelerator(mixed_precision=mixed)
+        self.accelerator = accelerator
+        log.info("job %s: model %s -> %s", self.spec.job_id or "-", self.spec.model, self.output_dir)
+        log.info("device: %s (%d process(es))", accelerator.device, accelerator.num_processes)
+
+        loaded = load_model_for_training(self.spec.model, cfg, accelerator.device)
+        for line in loaded.decisions:
+            log.info("%s", line)
+        if mixed != "no":
+            log.info("mixed precision: %s autocast over fp32 trainable weights (%s)", mixed, dtype_reason)
+
+        data = build_training_data(self.spec.datasets, cfg, loaded.tokenizer)
+        for line in data.decisions:
+            log.info("%s", line)
+        loaded.tokenizer.chat_template = data.chat_template  # the saved model generates as it was trained
+
+        plan, total_steps = plan_micro_batches(data.dataset.num_examples, cfg, accelerator.num_processes)
+        per_step = cfg.hyperparams.gradient_accumulation * accelerator.num_processes
+        log.info(
+            "plan: %d examples, %d micro-batches of %d, gradient accumulation %d, %d optimizer steps, %s",
+            data.dataset.num_examples,
+            len(plan),
+            cfg.hyperparams.batch_size,
+            cfg.hyperparams.gradient_accumulation,
+            total_steps,
+            "padding-free packed rows" if cfg.data.packing else "padded rows",
+        )
+
+        model = loaded.model
+        optimizer = build_optimizer(model, cfg, accelerator.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_for(cfg, total_steps))
+        model, optimizer = accelerator.prepare(model, optimizer)
+        accelerator.register_for_checkpointing(scheduler)
+
+        fingerprint = data_fingerprint(self.spec.datasets)
+        resume_state, resumed_from = self.restore(fingerprint)
+        start_step = int(resume_state.get("step", 0))
+        losses: list[float] = list(resume_state.get("losses", []))
+        reporter = ProgressReporter(
+            self.output_dir,
+            total_steps=total_steps,
+            start_step=start_step,
+            global_step_offset=self.spec.global_step_offset,
+            enabled=accelerator.is_main_process,
+            show_bar=self.show_progress_bar,
+        )
+        reporter.tokens = int(resume_state.get("tokens", 0))
+        reporter.train_seconds = float(resume_state.get("train_seconds", 0.0))
+
+        remaining_plan = plan[start_step * per_step :]
+        loader = self.make_loader(data, remaining_plan, loaded)
+        self.use_logits_mask = accepts_logits_mask(accelerator.unwrap_model(model))
+
+        self.control.install_signal_handlers()
+        stopped: str | None = None
+        try:
+            stopped = self.train_loop(
+                model, optimizer, scheduler, loader, reporter, losses, start_step, total_steps, fingerprint
+            )
+        finally:
+            self.control.restore_signal_handlers()
+            reporter.close()
+
+        window = max(1, min(cfg.hyperparams.logging_steps, len(losses)))
+        result = TrainingResult(
+            success=stopped is None,
+            output_dir=str(self.output_dir),
+            steps=len(losses),
+            global_step=self.spec.global_step_offset + len(losses),
+            initial_loss=_mean(losses[:window]),
+            final_loss=_mean(losses[-window:]),
+            tokens_per_second=round(reporter.tokens_per_second(), 1),
+            trainable_token_ratio=round(data.dataset.trainable_ratio, 4),
+            resumed_from=str(resumed_from) if resumed_from else None,
+            model_kind="lora-adapter" if loaded.is_lora else "full",
+            examples=data.dataset.num_examples,
+            tokens=data.dataset.total_tokens,
+            decisions=[*loaded.decisions, *data.decisions],
+        )
+        latest = checkpoint.list_checkpoints(self.checkpoint_root)
+        result.checkpoint = str(latest[-1]) if latest else None
+        if stopped is not None:
+            result.stopped = stopped
+            result.error = f"ended early on a {stopped} request at step {len(losses)}; resume from {result.checkpoint}"
+            reporter.write_progress("stopped", stopped=stopped)
+            return result
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_trained_model(accelerator.unwrap_model(model), loaded.tokenizer, self.output_dir)
+        accelerator.wait_for_everyone()
+        reporter.write_progress("done")
+        return result
+
+    def make_loader(self, data: TrainingData, plan: list[list[int]], loaded: LoadedModel) -> DataLoader:
+        examples = data.dataset.examples
+        if self.cfg.data.packing:
+            collate: Any = collate_packed
+        else:
+            pad_id = loaded.tokenizer.pad_token_id
+            pad_id = pad_id if pad_id is not None else loaded.tokenizer.eos_token_id
+
+            def collate(batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+                return collate_padded(batch, pad_id)
+
+        loader: DataLoader = DataLoader(examples, batch_sampler=plan, collate_fn=collate)  # type: ignore[arg-type]
+        return self.accelerator.prepare_data_loader(loader, device_placement=True)
+
+    def restore(self, fingerprint: str) -> tuple[dict[str, Any], Path | None]:
+        """Load the newest complete checkpoint that loads; an unloadable one is skipped with a warning."""
+        if self.spec.resume is None:
+            return {}, None
+        if self.spec.resume != "auto":
+            candidates = [Path(self.spec.resume)]
+            if not checkpoint.is_complete(candidates[0]):
+                raise TrainerdError(
+                    f"checkpoint {candidates[0]} is missing or incomplete",
+                    hint="point --resume at a checkpoint-N dir that contains COMPLETE, or omit it",
+                )
+        else:
+            candidates = list(reversed(checkpoint.list_checkpoints(self.checkpoint_root)))
+        for candidate in candidates:
+            try:
+                state = checkpoint.read_state(candidate)
+                if state.get("data_fingerprint") not in (None, fingerprint):
+                    raise TrainerdError(
+                        f"checkpoint {candidate} was made on different data",
+                        hint="resume only with the same dataset files, or use a new output dir",
+                    )
+                self.accelerator.load_state(str(candidate))
+            except TrainerdError:
+                raise
+            except Exception as error:
+                log.warning("checkpoint %s cannot be loaded (%s); trying an older one", candidate, error)
+                continue
+            log.info("resumed from %s at step %s", candidate, state.get("step"))
+            return state, candidate
+        return {}, None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def micro_batch_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy over the trainable positions of one micro-batch, and their count."""
+        targets = batch["shift_labels"]
+        keep = targets != IGNORE_INDEX
+        inputs: dict[str, Any] = {"input_ids": batch["input_ids"], "use_cache": False}
+        if "position_ids" in batch:
+            inputs["position_ids"] = batch["position_ids"]
+        if "attention_mask" in batch:
+            inputs["attention_mask"] = batch["attention_mask"]
+        if self.use_logits_mask:
+            inputs["logits_to_keep"] = keep
+        logits = model(**inputs).logits
+        if logits.dim() == 3:  # the model computed every position: select the trainable ones here
+            logits = logits[keep]
+        loss_sum = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+        return loss_sum, int(keep.sum())
+
+    def train_loop(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+        loader: DataLoader,
+        reporter: ProgressReporter,
+        losses: list[float],
+        start_step: int,
+        total_steps: int,
+        fingerprint: str,
+    ) -> str | None:
+        """Optimizer steps until done or asked to end; returns the request that ended it, if any."""
+        accelerator = self.accelerator
+        hp = self.cfg.hyperparams
+        world = accelerator.num_processes
+        model.train()
+        batches: Iterator[dict[str, torch.Tensor]] = iter(loader)
+        step = start_step
+        while step < total_steps:
+            request = self.control.poll()
+            if request is not None:
+                return self.end_on_request(request, step, losses, reporter, fingerprint)
+            micro = [batch for _, batch in zip(range(hp.gradient_accumulation), batches, strict=False)]
+            if not micro:
+                break
+            tick = time.perf_counter()
+            trainable = torch.tensor(
+                sum(int((b["shift_labels"] != IGNORE_INDEX).sum()) for b in micro), device=accelerator.device
+            )
+            tokens = sum(
+                int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in micro
+            )
+            if world > 1:
+                trainable = accelerator.reduce(trainable, reduction="sum")
+            denominator = trainable.clamp(min=1).float()
+            step_loss = torch.zeros((), device=accelerator.device)
+            for index, batch in enumerate(micro):
+                sync = index == len(micro) - 1
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                with ctx:
+                    loss_sum, _ = self.micro_batch_loss(model, batch)
+                    loss = loss_sum * world / denominator
+                    accelerator.backward(loss)
+                step_loss += loss_sum.detach()
+            if world > 1:
+                step_loss = accelerator.reduce(step_loss, reduction="sum")
+            loss_value = float((step_loss / denominator).item())
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss became {loss_value} at step {step + 1} (global step "
+                    f"{self.spec.global_step_offset + step + 1}); training stopped before the weights were updated",
+                    hint="lower hyperparams.learning_rate, use precision bf16/fp32 instead of fp16, or check the data "
+                    "of this job for extreme examples",
+                )
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(loss_value)
+            lr = scheduler.get_last_lr()[0]
+            reporter.step(step, loss_value, float(lr), None, tokens * world, time.perf_counter() - tick)
+            if step % hp.logging_steps == 0 or step == total_steps:
+                norm = float(grad_norm) if grad_norm is not None else None
+                reporter.latest["grad_norm"] = norm
+                reporter.log_metrics(
+                    {
+                        "step": step,
+                        "global_step": self.spec.global_step_offset + step,
+                        "loss": round(_mean(losses[-hp.logging_steps :]) or 0.0, 6),
+                        "lr": lr,
+                        "grad_norm": norm,
+                        "tokens_per_second": round(reporter.tokens_per_second(), 1),
+                    }
+                )
+            if step % hp.save_steps == 0 and step < total_steps:
+                self.save_checkpoint(step, losses, reporter, fingerprint)
+        return None
+
+    def end_on_request(
+        self, request: str, step: int, losses: list[float], reporter: ProgressReporter, fingerprint: str
+    ) -> str:
+        """pause/stop/interrupt keep the finished steps in a checkpoint; skip keeps nothing."""
+        log.info("%s requested at step %d", request, step)
+        if request != "skip" and step > 0:
+            self.save_checkpoint(step, losses, reporter, fingerprint)
+        return request
+
+    def save_checkpoint(self, step: int, losses: list[float], reporter: ProgressReporter, fingerprint: str) -> Path:
+        accelerator = self.accelerator
+        root = self.checkpoint_root
+        staging = checkpoint.staging_dir(root, step)
+        if accelerator.is_main_process:
+            checkpoint.begin(root, step)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging))
+        accelerator.wait_for_everyone()
+        final = root / f"checkpoint-{step}"
+        if accelerator.is_main_process:
+            state = {
+                "step": step,
+                "global_step": self.spec.global_step_offset + step,
+                "losses": losses,
+                "tokens": reporter.tokens,
+                "train_seconds": reporter.train_seconds,
+                "data_fingerprint": fingerprint,
+                "job_id": self.spec.job_id,
+            }
+            final = checkpoint.commit(root, step, staging, state)
+            removed = checkpoint.prune(root, self.cfg.hyperparams.save_total_limit)
+            log.info(
+                "checkpoint %s saved%s",
+                final.name,
+                f" (removed {', '.join(p.name for p in removed)})" if removed else "",
+            )
+        accelerator.wait_for_everyone()
+        return final
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None
