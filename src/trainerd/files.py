@@ -7,6 +7,7 @@ A reader therefore sees either the old or the new file, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,10 +44,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | No
             os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(target.parent)
 

@@ -89,7 +89,9 @@ def test_matches_hf_generation_mask_reference(tokenizer) -> None:
             conversation.as_dicts(), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
         assert reference["input_ids"] == example.input_ids
-        expected = [t if m else IGNORE_INDEX for t, m in zip(reference["input_ids"], reference["assistant_masks"])]
+        expected = [
+            t if m else IGNORE_INDEX for t, m in zip(reference["input_ids"], reference["assistant_masks"], strict=False)
+        ]
         assert example.labels == expected
 
 

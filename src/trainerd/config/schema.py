@@ -106,7 +106,8 @@ class DataSection(Section):
 class ProfileSection(Section):
     name: str = Field(
         "default",
-        description="Profile: default, emoji_think, regime3, or a dotted path 'package.module:Class'. Legacy: profile as a string.",
+        description="Profile: default, emoji_think, regime3, or a dotted path 'package.module:Class'. "
+        "Legacy: profile as a string.",
     )
     system_prompt: str | None = Field(
         None, description="System prompt template overriding the profile's ({date} becomes today's date)."
@@ -118,7 +119,8 @@ class ProfileSection(Section):
     )
     replace_thinking_template: bool | None = Field(
         None,
-        description="Replace a chat template that injects <think> blocks with clean ChatML. None = the profile decides.",
+        description="Replace a chat template that injects <think> blocks with clean ChatML. "
+        "None = the profile decides.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Profile-specific options (see README, Profiles)."

@@ -7,6 +7,7 @@ pause/stop/interrupt save a checkpoint first so no finished step is lost; skip a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -30,10 +31,8 @@ class ControlRequests:
     def install_signal_handlers(self) -> None:
         """Turn SIGTERM/SIGINT into a clean stop at the next step boundary (a second signal still kills)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: no signal handling
                 self._previous[signum] = signal.signal(signum, self._on_signal)
-            except ValueError:  # not the main thread
-                pass
 
     def restore_signal_handlers(self) -> None:
         for signum, handler in self._previous.items():

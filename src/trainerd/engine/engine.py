@@ -56,12 +56,28 @@ class NonFiniteLossError(TrainerdError):
     """The loss became NaN or Inf: the weights would be destroyed by another step."""
 
 
+class _TiedWeightsNote(logging.Filter):
+    """Drop accelerate's note that a tied lm_head was not saved twice (expected for tied embeddings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def quiet_library_output() -> None:
+    """Our progress bar and log lines replace the libraries' own per-load/save bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNote())
+
+
 def run_job(spec: JobSpec, *, log_to_console: bool = True, show_progress_bar: bool = True) -> TrainingResult:
     """Run one training job and return (and write) its result; never raises for a job failure."""
     started = time.monotonic()
     output_dir = Path(spec.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     state = PartialState()
+    quiet_library_output()
     setup_logging(output_dir / "train.log" if state.is_main_process else None, console=log_to_console)
     try:
         result = _Job(spec, output_dir, show_progress_bar).run()
@@ -102,10 +118,7 @@ def plan_micro_batches(num_examples: int, cfg: TrainerdConfig, world_size: int) 
     hp = cfg.hyperparams
     per_epoch = math.ceil(num_examples / hp.batch_size)
     per_step = hp.gradient_accumulation * world_size
-    if hp.max_steps is not None:
-        wanted = hp.max_steps * per_step
-    else:
-        wanted = max(1, math.floor(per_epoch * hp.num_epochs))
+    wanted = hp.max_steps * per_step if hp.max_steps is not None else max(1, math.floor(per_epoch * hp.num_epochs))
     plan: list[list[int]] = []
     epoch = 0
     while len(plan) < wanted:

@@ -1,0 +1,207 @@
+"""The engine in-process on the tiny model: training, LoRA, resume, stop requests, NaN, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainerd.config.load import config_to_dict
+from trainerd.config.schema import TrainerdConfig
+from trainerd.data.samples import write_sample_jsonl
+from trainerd.engine import checkpoint
+from trainerd.engine.engine import run_job
+from trainerd.engine.spec import JobSpec, TrainingResult
+from trainerd.files import atomic_write_json, read_jsonl_tolerant
+from trainerd.models.inspect import inspect_model_dir
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "sample.jsonl"
+    write_sample_jsonl(path, 240, seed=3)
+    return path
+
+
+def make_spec(model: Path, dataset: Path, out: Path, **hyper: object) -> JobSpec:
+    cfg = TrainerdConfig()
+    cfg.hyperparams.learning_rate = 3e-3
+    cfg.hyperparams.max_steps = 20
+    cfg.hyperparams.save_steps = 10
+    cfg.hyperparams.use_gradient_checkpointing = False
+    for key, value in hyper.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return JobSpec(datasets=[str(dataset)], model=str(model), output_dir=str(out), config=config_to_dict(cfg))
+
+
+def run(spec: JobSpec) -> TrainingResult:
+    return run_job(spec, log_to_console=False, show_progress_bar=False)
+
+
+def test_full_training_learns_and_leaves_a_complete_output(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    result = run(make_spec(tiny_model_dir, dataset, out, hyperparams__max_steps=40, hyperparams__logging_steps=5))
+    assert result.success, result.error
+    assert result.steps == 40 and result.global_step == 40
+    assert result.final_loss is not None and result.initial_loss is not None
+    assert result.final_loss < result.initial_loss * 0.8
+    assert result.tokens_per_second and result.tokens_per_second > 0
+    assert 0 < (result.trainable_token_ratio or 0) < 1
+    info = inspect_model_dir(out)
+    assert info.valid and info.kind == "full" and info.has_tokenizer
+    saved = json.loads((out / "result.json").read_text())
+    for key in (
+        "success",
+        "global_step",
+        "initial_loss",
+        "final_loss",
+        "tokens_per_second",
+        "trainable_token_ratio",
+        "runtime_seconds",
+        "output_dir",
+        "error",
+    ):
+        assert key in saved
+    assert saved["error"] is None
+    metrics = read_jsonl_tolerant(out / "metrics.jsonl")
+    assert [row["step"] for row in metrics] == list(range(5, 41, 5))
+    assert {"loss", "lr", "grad_norm", "tokens_per_second"} <= set(metrics[0])
+    assert json.loads((out / "progress.json").read_text())["state"] == "done"
+    log = (out / "train.log").read_text()
+    for needle in (
+        "system prompt used",
+        "attention: sdpa",
+        "gradient checkpointing: off",
+        "precision: fp32",
+        "full fine-tune",
+        "trainable-token ratio",
+    ):
+        assert needle in log
+    assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")] == ["checkpoint-20", "checkpoint-30"]
+
+
+def test_lora_training_saves_an_adapter(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lora"
+    spec = make_spec(
+        tiny_model_dir,
+        dataset,
+        out,
+        hyperparams__max_steps=30,
+        hyperparams__learning_rate=1e-2,
+        lora__enabled=True,
+        lora__r=8,
+    )
+    result = run(spec)
+    assert result.success, result.error
+    assert result.model_kind == "lora-adapter"
+    assert result.final_loss is not None and result.initial_loss is not None
+    assert result.final_loss < result.initial_loss
+    info = inspect_model_dir(out)
+    assert info.valid and info.kind == "lora-adapter"
+    assert "new LoRA adapter" in (out / "train.log").read_text()
+    # continue the adapter: starts from the adapter dir, ends as an adapter again
+    again = run(make_spec(out, dataset, tmp_path / "lora2", hyperparams__max_steps=5))
+    assert again.success, again.error
+    assert inspect_model_dir(tmp_path / "lora2").kind == "lora-adapter"
+    assert "continue LoRA adapter" in (tmp_path / "lora2" / "train.log").read_text()
+
+
+def test_resume_from_checkpoint_gives_the_same_model(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    assert run(make_spec(tiny_model_dir, dataset, straight, hyperparams__gradient_accumulation=2)).success
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(straight / "checkpoints" / "checkpoint-10", resumed / "checkpoints" / "checkpoint-10")
+    # a half-written checkpoint (no COMPLETE marker) must be ignored, even with a higher number
+    (resumed / "checkpoints" / "checkpoint-15").mkdir()
+    spec = make_spec(tiny_model_dir, dataset, resumed, hyperparams__gradient_accumulation=2)
+    result = run(spec)
+    assert result.success, result.error
+    assert result.resumed_from and result.resumed_from.endswith("checkpoint-10")
+    assert result.steps == 20
+    a = load_file(straight / "model.safetensors")
+    b = load_file(resumed / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_previous(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert run(make_spec(tiny_model_dir, dataset, first, hyperparams__max_steps=20, hyperparams__save_steps=5)).success
+    out = tmp_path / "second"
+    shutil.copytree(first / "checkpoints", out / "checkpoints")
+    newest = checkpoint.list_checkpoints(out / "checkpoints")[-1]
+    for weights in newest.glob("*.safetensors"):
+        weights.write_bytes(b"garbage")
+    result = run(make_spec(tiny_model_dir, dataset, out, hyperparams__max_steps=20, hyperparams__save_steps=5))
+    assert result.success, result.error
+    assert result.resumed_from is not None and Path(result.resumed_from).name == "checkpoint-10"
+
+
+def test_stop_request_checkpoints_and_resume_continues(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    control = tmp_path / "control"
+    control.mkdir()
+    spec = make_spec(tiny_model_dir, dataset, out, hyperparams__max_steps=400, hyperparams__save_steps=1000)
+    spec.control_dir = str(control)
+    spec.global_step_offset = 100
+
+    def request_stop() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if json.loads((out / "progress.json").read_text()).get("step", 0) >= 3:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.02)
+        atomic_write_json(control / "request.json", {"action": "stop"})
+
+    stopper = threading.Thread(target=request_stop)
+    stopper.start()
+    result = run(spec)
+    stopper.join()
+    assert not result.success and result.stopped == "stop"
+    assert result.checkpoint is not None
+    stopped_at = result.steps
+    assert 3 <= stopped_at < 400
+    assert result.global_step == 100 + stopped_at
+    assert not (out / "model.safetensors").exists()  # no final model for an unfinished job
+    (control / "request.json").unlink()
+    spec.config["hyperparams"]["max_steps"] = stopped_at + 5
+    again = run(spec)
+    assert again.success, again.error
+    assert again.steps == stopped_at + 5 and again.global_step == 100 + stopped_at + 5
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    spec = make_spec(
+        tiny_model_dir,
+        dataset,
+        out,
+        hyperparams__learning_rate=1e12,
+        hyperparams__max_grad_norm=1e30,
+        hyperparams__max_steps=40,
+    )
+    result = run(spec)
+    assert not result.success
+    assert result.error and "loss became" in result.error and "learning_rate" in result.error
+    assert not (out / "model.safetensors").exists()
+    assert json.loads((out / "result.json").read_text())["success"] is False
+
+
+def test_bad_data_fails_before_training(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    result = run(make_spec(tiny_model_dir, bad, tmp_path / "out"))
+    assert not result.success
+    assert result.error and "bad.jsonl:1" in result.error
+    assert result.steps == 0
