@@ -111,7 +111,7 @@ def test_matches_trl_sft_labels(tiny_model_dir: Path, tokenizer, tmp_path: Path)
         assistant_only_loss=True,
         max_length=512,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         use_cpu=True,
     )

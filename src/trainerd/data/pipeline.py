@@ -16,7 +16,7 @@ from trainerd.config.schema import TrainerdConfig
 from trainerd.data.chat_template import CHATML_TEMPLATE
 from trainerd.data.prepare import prepare_conversations, resolve_system_prompt
 from trainerd.data.tokenize import TokenizedDataset, check_trainable_ratio, tokenize_conversations
-from trainerd.data.validate import read_dataset_with_config
+from trainerd.data.validate import read_datasets_with_config
 from trainerd.profiles.base import Profile
 from trainerd.profiles.registry import get_profile
 
@@ -45,12 +45,9 @@ def chat_template_for(tokenizer: Any, profile: Profile, replace_thinking: bool |
 def build_training_data(paths: Sequence[str], cfg: TrainerdConfig, tokenizer: Any) -> TrainingData:
     """Read, validate, shape and tokenize `paths`; raises DataError before any training on bad data."""
     profile = get_profile(cfg.profile.name, cfg.profile.options)
-    conversations = []
-    skipped: list[str] = []
-    for path in paths:
-        read = read_dataset_with_config(path, cfg.data)
-        conversations.extend(read.conversations)
-        skipped.extend(str(problem) for problem in read.problems)
+    read = read_datasets_with_config(paths, cfg.data)  # every bad line of every file in one error
+    conversations = read.conversations
+    skipped = [str(problem) for problem in read.problems]
     system_prompt = resolve_system_prompt(profile, cfg.profile.system_prompt)
     prepared = prepare_conversations(conversations, profile, system_prompt, cfg.profile.system_prompt_policy)
     template, template_reason = chat_template_for(tokenizer, profile, cfg.profile.replace_thinking_template)

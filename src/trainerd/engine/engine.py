@@ -371,10 +371,10 @@ class _Job:
             request = self.control.poll()
             if request is not None:
                 return self.end_on_request(request, step, losses, reporter, fingerprint)
+            tick = time.perf_counter()  # data loading counts: tokens/s is end-to-end loop throughput
             micro = [batch for _, batch in zip(range(hp.gradient_accumulation), batches, strict=False)]
             if not micro:
                 break
-            tick = time.perf_counter()
             trainable = torch.tensor(
                 sum(int((b["shift_labels"] != IGNORE_INDEX).sum()) for b in micro), device=accelerator.device
             )
