@@ -199,3 +199,15 @@ def test_epoch_batches_are_seeded_and_complete() -> None:
     assert first != epoch_batches(10, 3, shuffle=True, seed=1, epoch=1)
     assert sorted(i for batch in first for i in batch) == list(range(10))
     assert [len(b) for b in first] == [3, 3, 3, 1]
+
+
+def test_length_grouped_batches_hold_similar_lengths() -> None:
+    lengths = [random_length for random_length in range(1000, 0, -7)]
+    batches = epoch_batches(len(lengths), 4, shuffle=True, seed=0, epoch=0, lengths=lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        spread = max(lengths[i] for i in batch) - min(lengths[i] for i in batch)
+        assert spread <= 3 * 7  # neighbours in sorted order
+    assert batches == epoch_batches(len(lengths), 4, shuffle=True, seed=0, epoch=0, lengths=lengths)
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts != sorted(firsts, reverse=True)  # batch order is shuffled, not a curriculum

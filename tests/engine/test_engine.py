@@ -205,3 +205,34 @@ def test_bad_data_fails_before_training(tiny_model_dir: Path, tmp_path: Path) ->
     assert not result.success
     assert result.error and "bad.jsonl:1" in result.error
     assert result.steps == 0
+
+
+def test_packed_and_padded_layouts_give_the_same_loss(tiny_model_dir: Path, dataset: Path) -> None:
+    """The loss of a micro-batch does not depend on the layout (packed row vs padded rows)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainerd.data.pack import collate_packed, collate_padded
+    from trainerd.data.samples import sample_conversations
+    from trainerd.data.tokenize import tokenize_conversations
+    from trainerd.engine.engine import _Job
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").eval()
+    examples = tokenize_conversations(sample_conversations(6, seed=5), tokenizer, max_length=256).examples
+    job = _Job.__new__(_Job)
+    for use_mask in (True, False):
+        job.use_logits_mask = use_mask
+        with torch.no_grad():
+            packed, n_packed = job.micro_batch_loss(model, collate_packed(examples))
+            padded, n_padded = job.micro_batch_loss(model, collate_padded(examples, tokenizer.pad_token_id))
+        assert n_packed == n_padded == sum(e.num_trainable for e in examples)
+        torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-4)
+
+
+def test_forced_packing_trains(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "packed"
+    result = run(make_spec(tiny_model_dir, dataset, out, data__packing="packed", hyperparams__max_steps=30))
+    assert result.success, result.error
+    assert result.final_loss is not None and result.initial_loss is not None
+    assert result.final_loss < result.initial_loss
+    assert "batches: packed rows (data.packing=packed)" in result.decisions

@@ -77,10 +77,17 @@ class DataSection(Section):
     train_on: Literal["assistant", "all"] = Field(
         "assistant", description="Which tokens carry loss: assistant turns (with their end-of-turn token) or all."
     )
-    packing: bool = Field(
+    packing: Literal["auto", "packed", "padded"] = Field(
+        "auto",
+        description="Micro-batch layout. packed = one flat row per micro-batch with per-example position_ids "
+        "(no padding, no cross-example attention; fastest with flash_attention_2's varlen kernels). padded = rows "
+        "padded to the longest example of a length-grouped micro-batch (best for sdpa/eager, whose masked attention "
+        "would cost the square of the whole packed row). auto = packed with flash_attention_2, else padded.",
+    )
+    group_by_length: bool = Field(
         True,
-        description="Padding-free packing: a micro-batch is one flat row with per-example position_ids, "
-        "so no compute is spent on padding and no example attends to another.",
+        description="Form micro-batches from examples of similar length (sorted within shuffled mega-batches of "
+        "50 micro-batches, batch order shuffled) so padded rows waste almost nothing.",
     )
     min_trainable_ratio: float = Field(
         0.01, ge=0, le=1, description="Refuse a dataset whose share of trainable tokens is below this."
@@ -127,6 +134,37 @@ class ProfileSection(Section):
     )
 
 
+class DaemonSection(Section):
+    poll_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the daemon looks at the inbox and control requests."
+    )
+    stable_polls: int = Field(
+        2, ge=1, description="An inbox file is taken once its size and mtime stayed the same for this many polls."
+    )
+    max_retries: int = Field(2, ge=0, description="Retries of a failed job before its file goes to queue/failed/.")
+    keep_versions: int = Field(
+        5, ge=2, description="Model versions kept in models/ (the current and previous are never removed)."
+    )
+    keep_snapshots: int = Field(7, ge=1, description="Snapshots kept in snapshots/ (oldest removed first).")
+    snapshot_time: str | None = Field(
+        "03:00", description="Daily snapshot time (HH:MM, local time); null turns daily snapshots off."
+    )
+    min_free_disk_gb: float = Field(
+        2.0, ge=0, description="A job does not start with less free disk than this in the base dir."
+    )
+    skip_to: Literal["low", "failed"] = Field(
+        "failed", description="Where `trainerd skip` sends the abandoned file: back to the low queue or to failed/."
+    )
+    launcher: Literal["python", "accelerate", "torchrun"] = Field(
+        "python",
+        description="How a job process starts: plain python (one device) or accelerate/torchrun (several GPUs).",
+    )
+    num_processes: int = Field(1, ge=1, description="Processes (GPUs) per job for accelerate/torchrun.")
+    launcher_args: list[str] = Field(
+        default_factory=list, description="Extra arguments for accelerate launch/torchrun (e.g. a --config_file)."
+    )
+
+
 class TrainerdConfig(Section):
     """The whole configuration. Sections mirror the README's config reference."""
 
@@ -135,3 +173,4 @@ class TrainerdConfig(Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     data: DataSection = Field(default_factory=DataSection)
     profile: ProfileSection = Field(default_factory=ProfileSection)
+    daemon: DaemonSection = Field(default_factory=DaemonSection)

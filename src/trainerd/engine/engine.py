@@ -7,8 +7,8 @@
 1. load the model (attention, precision, gradient checkpointing, full or LoRA: `models/load.py`)
 2. read, validate and shape the data (profile, system prompt, chat template: `data/pipeline.py`),
    tokenize with assistant-only labels and refuse a bad trainable-token ratio before any compute
-3. plan micro-batches: padding-free packed rows by default (`data/pack.py`), a seeded order that a
-   resume can replay exactly
+3. plan micro-batches (`data/pack.py`): packed rows with flash_attention_2, length-grouped padded
+   rows with sdpa/eager (no compute on padding either way), in a seeded order a resume replays exactly
 4. a lean loop over `accelerate`: loss summed over trainable tokens and divided by the trainable
    tokens of the whole optimizer step (correct under gradient accumulation and across ranks), logits
    computed only at trainable positions, AdamW, warm-up + decay, gradient clipping
@@ -113,16 +113,36 @@ def data_fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-def plan_micro_batches(num_examples: int, cfg: TrainerdConfig, world_size: int) -> tuple[list[list[int]], int]:
+def choose_layout(packing: str, attn_implementation: str) -> tuple[bool, str]:
+    """Whether micro-batches are packed rows, and why (see data.packing)."""
+    if packing == "packed":
+        return True, "packed rows (data.packing=packed)"
+    if packing == "padded":
+        return False, "padded rows (data.packing=padded)"
+    if attn_implementation == "flash_attention_2":
+        return True, "packed rows: flash_attention_2 runs each packed example as its own sequence (varlen)"
+    return False, (
+        f"padded, length-grouped rows: {attn_implementation} would compute masked attention over the whole "
+        "packed row (data.packing=packed forces packing)"
+    )
+
+
+def plan_micro_batches(lengths: list[int], cfg: TrainerdConfig, world_size: int) -> tuple[list[list[int]], int]:
     """All micro-batches of the job (across epochs, in order) and the number of optimizer steps."""
     hp = cfg.hyperparams
+    num_examples = len(lengths)
+    grouping = lengths if cfg.data.group_by_length else None
     per_epoch = math.ceil(num_examples / hp.batch_size)
     per_step = hp.gradient_accumulation * world_size
     wanted = hp.max_steps * per_step if hp.max_steps is not None else max(1, math.floor(per_epoch * hp.num_epochs))
     plan: list[list[int]] = []
     epoch = 0
     while len(plan) < wanted:
-        plan.extend(epoch_batches(num_examples, hp.batch_size, shuffle=cfg.data.shuffle, seed=hp.seed, epoch=epoch))
+        plan.extend(
+            epoch_batches(
+                num_examples, hp.batch_size, shuffle=cfg.data.shuffle, seed=hp.seed, epoch=epoch, lengths=grouping
+            )
+        )
         epoch += 1
     plan = plan[:wanted]
     steps = hp.max_steps if hp.max_steps is not None else math.ceil(len(plan) / per_step)
@@ -207,7 +227,9 @@ class _Job:
             log.info("%s", line)
         loaded.tokenizer.chat_template = data.chat_template  # the saved model generates as it was trained
 
-        plan, total_steps = plan_micro_batches(data.dataset.num_examples, cfg, accelerator.num_processes)
+        self.packed, layout_reason = choose_layout(cfg.data.packing, loaded.attn_implementation)
+        lengths = [example.num_tokens for example in data.dataset.examples]
+        plan, total_steps = plan_micro_batches(lengths, cfg, accelerator.num_processes)
         per_step = cfg.hyperparams.gradient_accumulation * accelerator.num_processes
         log.info(
             "plan: %d examples, %d micro-batches of %d, gradient accumulation %d, %d optimizer steps, %s",
@@ -216,7 +238,7 @@ class _Job:
             cfg.hyperparams.batch_size,
             cfg.hyperparams.gradient_accumulation,
             total_steps,
-            "padding-free packed rows" if cfg.data.packing else "padded rows",
+            layout_reason,
         )
 
         model = loaded.model
@@ -268,7 +290,7 @@ class _Job:
             model_kind="lora-adapter" if loaded.is_lora else "full",
             examples=data.dataset.num_examples,
             tokens=data.dataset.total_tokens,
-            decisions=[*loaded.decisions, *data.decisions],
+            decisions=[*loaded.decisions, *data.decisions, f"batches: {layout_reason}"],
         )
         latest = checkpoint.list_checkpoints(self.checkpoint_root)
         result.checkpoint = str(latest[-1]) if latest else None
@@ -286,7 +308,7 @@ class _Job:
 
     def make_loader(self, data: TrainingData, plan: list[list[int]], loaded: LoadedModel) -> DataLoader:
         examples = data.dataset.examples
-        if self.cfg.data.packing:
+        if self.packed:
             collate: Any = collate_packed
         else:
             pad_id = loaded.tokenizer.pad_token_id
