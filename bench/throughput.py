@@ -66,20 +66,23 @@ def mixed_conversations(n: int, tokenizer, seed: int = 1) -> list[Conversation]:
     return conversations
 
 
+def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad (input_ids, labels) rows into the batch HF models take (the baselines' collator)."""
+    width = max(len(ids) for ids, _ in rows)
+    return {
+        "input_ids": torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in rows]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
+        "labels": torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for _, labels in rows]),
+    }
+
+
 def padded_batches(examples: list[TokenizedExample], pad_id: int, seed: int) -> list[dict[str, torch.Tensor]]:
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    batches = []
-    for start in range(0, len(order), BATCH):
-        chunk = [examples[i] for i in order[start : start + BATCH]]
-        width = max(len(e.input_ids) for e in chunk)
-        ids = [e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in chunk]
-        mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in chunk]
-        labels = [e.labels + [IGNORE_INDEX] * (width - len(e.labels)) for e in chunk]
-        batches.append(
-            {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
-        )
-    return batches
+    return [
+        pad_rows([(examples[i].input_ids, examples[i].labels) for i in order[start : start + BATCH]], pad_id)
+        for start in range(0, len(order), BATCH)
+    ]
 
 
 def plain_loop(model_dir: Path, examples: list[TokenizedExample], pad_id: int) -> float:
@@ -113,14 +116,7 @@ def hf_trainer(model_dir: Path, examples: list[TokenizedExample], pad_id: int, w
     from transformers import Trainer, TrainingArguments
 
     def collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        return {
-            "input_ids": torch.tensor([r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]),
-            "attention_mask": torch.tensor(
-                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-            ),
-            "labels": torch.tensor([r["labels"] + [IGNORE_INDEX] * (width - len(r["labels"])) for r in rows]),
-        }
+        return pad_rows([(r["input_ids"], r["labels"]) for r in rows], pad_id)
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
     model.config.use_cache = False
