@@ -21,7 +21,7 @@ trainerd train --dataset "$DEMO/sample.jsonl" --model "$DEMO/tiny-model" --outpu
 
 echo "== 4. LoRA adapter on the fine-tuned model, $STEPS steps"
 trainerd train --dataset "$DEMO/sample.jsonl" --model "$DEMO/full" --output "$DEMO/lora" --lora \
-  --max-steps "$STEPS" --set hyperparams.learning_rate=1e-2 --set hyperparams.save_steps=20
+  --max-steps "$STEPS" --set hyperparams.learning_rate=3e-2 --set hyperparams.save_steps=20
 
 echo "== 5. results"
 trainerd model inspect "$DEMO/full"

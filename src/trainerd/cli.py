@@ -30,10 +30,8 @@ def _print_json(obj: Any) -> None:
 def _load_config(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Any:
     from trainerd.config.load import load_config
 
-    loaded = load_config(getattr(args, "config", None), overrides=getattr(args, "set", None) or (), flags=flags or {})
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return loaded
+    # warnings (deprecated keys, conflicts) reach stderr through the `trainerd.config` logger
+    return load_config(getattr(args, "config", None), overrides=getattr(args, "set", None) or (), flags=flags or {})
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -274,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from trainerd.logs import setup_logging
+
+    setup_logging()
     try:
         return int(args.func(args))
     except TrainerdError as error:

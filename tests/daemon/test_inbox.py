@@ -89,7 +89,8 @@ def test_sidecar_priority_is_honoured(base: BaseDir) -> None:
     poll = scanner.poll()
     by_name = {f.name: f for f in poll.ready}
     assert poll.rejected == []
-    assert {n: f.priority for n, f in by_name.items()} == {"urgent.jsonl": "high", "later.jsonl": "low", "plain.jsonl": "normal"}
+    priorities = {n: f.priority for n, f in by_name.items()}
+    assert priorities == {"urgent.jsonl": "high", "later.jsonl": "low", "plain.jsonl": "normal"}
     assert by_name["urgent.jsonl"].meta_path == base.inbox / "urgent.jsonl.meta.json"
     assert by_name["urgent.jsonl"].meta == {"priority": "high"}
 

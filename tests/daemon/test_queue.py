@@ -142,6 +142,7 @@ def test_retries_then_failed_with_every_error(base: BaseDir, queue: JobQueue) ->
     assert [e["attempt"] for e in error["errors"]] == [1, 2, 3]
     assert error["attempts"] == 3 and "boom 2" in error["reason"] and error["hint"] == "lower batch_size"
     assert error["original_name"] == "flaky.jsonl" and error["job"]["job_id"] == job.job_id
+    assert error["job"]["state"] == "failed" and error["stage"] == "train"
     [listed] = queue.list_failed()
     assert listed["job_id"] == job.job_id and listed["data_file"] == str(base.failed / f"{job.job_id}.jsonl")
     assert queue.counts()["failed"] == 1 and queue.next_job() is None

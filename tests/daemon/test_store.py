@@ -280,10 +280,12 @@ def test_recover_removes_leftovers_which_never_become_current(tmp_path: Path) ->
     (half / "model.safetensors").write_bytes(b"\x00" * 5)
     os.symlink("models/.v000003.tmp", store.root / ".current_model.4242.tmp")
     (store.models_dir / ".v000001.removing").mkdir()
+    (store.models_dir / "..history.json.x1y2.tmp").write_text("{")
 
     assert store.current() == current
     actions = store.recover()
-    assert len(actions) == 3 and leftovers(store) == []
+    assert len(actions) == 4 and leftovers(store) == []
+    assert sorted(p.name for p in store.models_dir.iterdir()) == [".history.json", "v000001", "v000002"]
     assert store.current() == current and store.previous() is not None
 
     nxt = store.promote(make_full_model(tmp_path / "run-b", seed=2), {})

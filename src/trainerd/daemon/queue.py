@@ -516,7 +516,10 @@ class JobQueue:
         job.state = state
         job.priority = priority
         if state == "failed":
-            atomic_write_json(dest_dir / (job.job_id + ERROR_SUFFIX), error or {})
+            error = dict(error or {})
+            if "job" in error:
+                error["job"] = job.to_dict()  # the record as it ends, state included
+            atomic_write_json(dest_dir / (job.job_id + ERROR_SUFFIX), error)
             _unlink(src_dir / (job.job_id + RECORD_SUFFIX))
             _unlink(dest_dir / (job.job_id + RECORD_SUFFIX))
         else:
@@ -551,6 +554,7 @@ class JobQueue:
                 hint="finish, retry or skip that job first (the daemon's recovery handles it after a crash)",
             )
         if self.locate(job.job_id) == self.base.processing:
+            job.state = "processing"
             return job
         job.started_at = time.time()
         self._relocate(job, "processing", job.priority, None)
@@ -677,6 +681,8 @@ class JobQueue:
     ) -> None:
         """Repair one job whose data file sits in `home`."""
         state, dir_priority = self._state_of(home)
+        if state == "failed" and has_error and not records:
+            return  # the normal shape of a failed job
         record: JobRecord | None = None
         # Prefer the record next to the data; else the newest one an interrupted move left behind.
         for path in sorted(records, key=lambda p: (p.parent != home, -_mtime(p))):

@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from trainerd.daemon.store import SNAPSHOTS_DIR, VERSION_FILE, ModelStore, VersionInfo, copy_file_synced
+from trainerd.daemon.layout import BaseDir
+from trainerd.daemon.store import VERSION_FILE, ModelStore, VersionInfo, copy_file_synced
 from trainerd.errors import ConfigError, TrainerdError
 from trainerd.files import atomic_write_json, fsync_dir, read_json, sha256_file
 
@@ -78,13 +79,16 @@ class VerifyReport:
         return asdict(self)
 
 
-def snapshots_dir(root: Path | str) -> Path:
+BaseRoot = Path | str | BaseDir
+
+
+def snapshots_dir(root: BaseRoot) -> Path:
     """Where the snapshots of base dir `root` live."""
-    return Path(root) / SNAPSHOTS_DIR
+    return (root if isinstance(root, BaseDir) else BaseDir(Path(root))).snapshots
 
 
 def create_snapshot(
-    root: Path | str, version: VersionInfo, *, reason: SnapshotReason = "manual", now: datetime | None = None
+    root: BaseRoot, version: VersionInfo, *, reason: SnapshotReason = "manual", now: datetime | None = None
 ) -> SnapshotInfo:
     """Copy `version` into snapshots/<YYYYmmdd-HHMMSS> with a MANIFEST, verified before it appears.
 
@@ -167,7 +171,7 @@ def verify_snapshot(path: Path | str) -> VerifyReport:
     return report
 
 
-def list_snapshots(root: Path | str) -> list[SnapshotInfo]:
+def list_snapshots(root: BaseRoot) -> list[SnapshotInfo]:
     """Every snapshot, oldest first (by the date in its name; -2, -3 ... after the plain name)."""
     folder = snapshots_dir(root)
     if not folder.is_dir():
@@ -180,7 +184,7 @@ def list_snapshots(root: Path | str) -> list[SnapshotInfo]:
     return [_load(path) for _, path in sorted(found)]
 
 
-def resolve_snapshot(root: Path | str, name: str) -> SnapshotInfo:
+def resolve_snapshot(root: BaseRoot, name: str) -> SnapshotInfo:
     """The snapshot called `name` (a name under snapshots/); TrainerdError listing the snapshots otherwise."""
     for snapshot in list_snapshots(root):
         if snapshot.name == name.strip().rstrip("/").split("/")[-1]:
@@ -192,7 +196,7 @@ def resolve_snapshot(root: Path | str, name: str) -> SnapshotInfo:
     )
 
 
-def snapshot_retention(root: Path | str, keep: int) -> list[str]:
+def snapshot_retention(root: BaseRoot, keep: int) -> list[str]:
     """Remove the oldest snapshots beyond the newest `keep`; returns the removed names, oldest first."""
     if keep < 1:
         raise TrainerdError(f"cannot keep {keep} snapshots", hint="daemon.keep_snapshots must be at least 1")
@@ -214,7 +218,7 @@ def snapshot_retention(root: Path | str, keep: int) -> list[str]:
     return removed
 
 
-def recover_snapshots(root: Path | str) -> list[str]:
+def recover_snapshots(root: BaseRoot) -> list[str]:
     """Remove half-built or half-removed snapshots a crash left behind; one line per repair."""
     folder = snapshots_dir(root)
     actions: list[str] = []
@@ -240,7 +244,7 @@ def parse_time_of_day(value: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def due_daily_snapshot(root: Path | str, snapshot_time: str | None, now: datetime | None = None) -> bool:
+def due_daily_snapshot(root: BaseRoot, snapshot_time: str | None, now: datetime | None = None) -> bool:
     """True once today's snapshot time has passed and no daily snapshot was taken today (local time)."""
     if snapshot_time is None:
         return False
@@ -252,7 +256,7 @@ def due_daily_snapshot(root: Path | str, snapshot_time: str | None, now: datetim
     return not any(s.name.startswith(today) and s.reason == "daily" for s in list_snapshots(root))
 
 
-def restore_snapshot(root: Path | str, snapshot: SnapshotInfo | str, store: ModelStore) -> VersionInfo:
+def restore_snapshot(root: BaseRoot, snapshot: SnapshotInfo | str, store: ModelStore) -> VersionInfo:
     """Verify a snapshot, add its model as a NEW version and switch to it (for `rollback --to SNAPSHOT`)."""
     info = snapshot if isinstance(snapshot, SnapshotInfo) else resolve_snapshot(root, snapshot)
     report = verify_snapshot(info.path)

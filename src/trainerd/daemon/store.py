@@ -25,15 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trainerd.daemon.layout import BaseDir
 from trainerd.errors import ModelError, TrainerdError
 from trainerd.files import atomic_write_json, fsync_dir, read_json, sha256_file
 from trainerd.models.inspect import ADAPTER_CONFIG_FILE, ModelDirInfo, inspect_model_dir, looks_like_hub_id
 
 log = logging.getLogger("trainerd.daemon")
 
-MODELS_DIR = "models"
-CURRENT_LINK = "current_model"
-SNAPSHOTS_DIR = "snapshots"
 VERSION_FILE = "VERSION.json"
 HISTORY_FILE = ".history.json"
 # Older switch records are dropped beyond this; previous() only needs the recent ones.
@@ -42,8 +40,6 @@ HISTORY_LIMIT = 500
 _VERSION_NAME = re.compile(r"^v(\d{6,})$")
 # Hidden names that are never versions: a copy in progress, or a version being removed by retention.
 _UNFINISHED = re.compile(r"^\.v\d+\.(tmp|removing)$")
-_LINK_TMP_PREFIX = f".{CURRENT_LINK}."
-_LINK_TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
 
 # What a version keeps of a model dir: config, weights, adapter, tokenizer, generation settings, chat
@@ -142,13 +138,16 @@ def model_files(model_dir: Path | str) -> list[str]:
 
 
 class ModelStore:
-    """The versions under `root/models` and the `root/current_model` symlink of one base dir."""
+    """The versions under `models/` and the `current_model` symlink of one base dir."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self.models_dir = self.root / MODELS_DIR
-        self.current_link = self.root / CURRENT_LINK
+    def __init__(self, root: Path | str | BaseDir) -> None:
+        self.layout = root if isinstance(root, BaseDir) else BaseDir(Path(root))
+        self.root = self.layout.root
+        self.models_dir = self.layout.models
+        self.current_link = self.layout.current_model
         self.history_path = self.models_dir / HISTORY_FILE
+        # A crash between creating the new link and os.replace leaves this name behind; recover() removes it.
+        self._link_tmp_prefix = f".{self.current_link.name}."
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -190,7 +189,7 @@ class ModelStore:
             if link.exists():
                 raise TrainerdError(
                     f"{link} is not a symlink to a version in {self.models_dir}",
-                    hint=f"move it away, then point {CURRENT_LINK} at a version with `trainerd rollback --to VERSION`",
+                    hint=f"move it away, then point {link.name} at a version with `trainerd rollback --to VERSION`",
                 )
             return None
         target = os.readlink(link)
@@ -354,15 +353,19 @@ class ModelStore:
             for entry in sorted(self.models_dir.iterdir()):
                 if _UNFINISHED.match(entry.name) and entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
-                    actions.append(f"removed unfinished model copy {entry}")
+                    what = "copy" if entry.name.endswith(".tmp") else "removal"
+                    actions.append(f"removed {entry} (an unfinished version {what})")
+                elif entry.name.startswith(f".{HISTORY_FILE}.") and entry.name.endswith(".tmp"):
+                    entry.unlink()  # the temp of an atomic history write that never got renamed
+                    actions.append(f"removed leftover {entry}")
             fsync_dir(self.models_dir)
-        if self.root.is_dir():
-            for entry in sorted(self.root.iterdir()):
-                if entry.name.startswith(_LINK_TMP_PREFIX) and entry.name.endswith(_LINK_TMP_SUFFIX):
+        link = self.current_link
+        if link.parent.is_dir():
+            for entry in sorted(link.parent.iterdir()):
+                if entry.name.startswith(self._link_tmp_prefix) and entry.name.endswith(".tmp"):
                     entry.unlink()
                     actions.append(f"removed leftover pointer {entry}")
-            fsync_dir(self.root)
-        link = self.current_link
+            fsync_dir(link.parent)
         dangling = link.is_symlink() and not link.exists()
         if dangling or (not link.is_symlink() and not link.exists()):
             for candidate in reversed(self.list_versions()):
@@ -371,7 +374,7 @@ class ModelStore:
                     self._switch(candidate.name, "recover")
                     what = "dangling" if dangling else "missing"
                     actions.append(
-                        f"{CURRENT_LINK} was {what}; pointed it at the newest complete version {candidate.name}"
+                        f"{link.name} was {what}; pointed it at the newest complete version {candidate.name}"
                     )
                     break
         for action in actions:
@@ -480,13 +483,15 @@ class ModelStore:
             self.history_path,
             {"last_number": max(number, last if isinstance(last, int) else 0), "switches": switches[-HISTORY_LIMIT:]},
         )
-        tmp_link = self.root / f"{_LINK_TMP_PREFIX}{os.getpid()}{_LINK_TMP_SUFFIX}"
+        link = self.current_link
+        tmp_link = link.with_name(f"{self._link_tmp_prefix}{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp_link.unlink()
-        os.symlink(f"{MODELS_DIR}/{name}", tmp_link)
-        os.replace(tmp_link, self.current_link)
-        fsync_dir(self.root)
-        log.info("%s now points at %s (%s)", CURRENT_LINK, name, reason)
+        # Relative target (models/v000007), so the base dir can be moved or mounted elsewhere.
+        os.symlink(os.path.relpath(self.models_dir / name, link.parent), tmp_link)
+        os.replace(tmp_link, link)
+        fsync_dir(link.parent)
+        log.info("%s now points at %s (%s)", link.name, name, reason)
 
     def _copy_model(
         self, source: Path, dest: Path, files: list[str], expected: Mapping[str, str] | None
@@ -513,7 +518,7 @@ class ModelStore:
     def _bases_in_use(self, kept: set[str]) -> set[str]:
         """Versions that kept adapters or snapshot adapters name as their base model."""
         configs = [self.models_dir / name / ADAPTER_CONFIG_FILE for name in kept]
-        snapshots = self.root / SNAPSHOTS_DIR
+        snapshots = self.layout.snapshots
         if snapshots.is_dir():
             configs += [entry / ADAPTER_CONFIG_FILE for entry in snapshots.iterdir() if entry.is_dir()]
         bases: set[str] = set()

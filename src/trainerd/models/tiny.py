@@ -230,6 +230,9 @@ def build_tiny_model(out_dir: Path | str, preset: str = "tiny", seed: int = 0) -
         intermediate_size=shape.intermediate_size,
         max_position_embeddings=shape.max_position_embeddings,
         tie_word_embeddings=True,
+        # Wider than Qwen3's 0.02: with a frozen random base (LoRA) the tied output embeddings must be
+        # large enough for adapters to move the logits; at 0.02 LoRA cannot get far from uniform.
+        initializer_range=0.2,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
