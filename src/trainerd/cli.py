@@ -190,6 +190,217 @@ def cmd_config_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- daemon commands ---------------------------------------------------------------------------
+
+
+def _base(args: argparse.Namespace, must_exist: bool = True) -> Any:
+    from trainerd.daemon.layout import BaseDir, is_base_dir
+
+    base = BaseDir(Path(args.base_dir))
+    if must_exist and not is_base_dir(base.root):
+        raise TrainerdError(
+            f"{base.root} is not a trainerd base dir",
+            hint=f"create it with `trainerd init {args.base_dir} --model DIR_OR_HUB_ID`",
+        )
+    return base
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from trainerd.daemon.layout import BaseDir, is_base_dir
+    from trainerd.daemon.store import ModelStore
+    from trainerd.files import atomic_write_json
+
+    base = BaseDir(Path(args.base))
+    if is_base_dir(base.root):
+        raise TrainerdError(f"{base.root} is already a trainerd base dir", hint="use it, or pick another path")
+    config: dict[str, Any] = {"model": {"path": args.model}}
+    if args.lora:
+        config["lora"] = {"enabled": True}
+    if args.profile:
+        config["profile"] = {"name": args.profile}
+    from trainerd.config.load import load_config, parse_override
+
+    for override in args.set or ():
+        dotted, value = parse_override(override)
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise TrainerdError(
+                f"--set {override}: expected SECTION.KEY=VALUE", hint="e.g. hyperparams.learning_rate=1e-4"
+            )
+        config.setdefault(section, {})[key] = value
+
+    with tempfile.TemporaryDirectory() as tmp:  # validate the config before creating anything
+        probe = Path(tmp) / "config.json"
+        atomic_write_json(probe, config)
+        load_config(probe)
+        if args.model == "tiny":
+            from trainerd.models.tiny import build_tiny_model
+
+            source = build_tiny_model(Path(tmp) / "tiny-model")
+        else:
+            from trainerd.models.fetch import fetch_model_dir
+
+            source = fetch_model_dir(args.model)
+        base.ensure()
+        version = ModelStore(base).init_from(source, {"source": args.model})
+    atomic_write_json(base.config_file, config)
+    from trainerd.monitor.auth import ensure_token
+
+    ensure_token(base)
+    print(f"initialised {base.root}: current model {version.name} ({version.kind}) from {args.model}")
+    print(f"drop JSONL files into {base.inbox} and run: trainerd daemon --base-dir {args.base}")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from trainerd.daemon.lock import DaemonRunningError
+    from trainerd.daemon.loop import Daemon
+
+    base = _base(args)
+    monitor = None
+    if args.monitor:
+        from trainerd.monitor.server import start_background
+
+        monitor = start_background(base, host=args.host, port=args.port)
+    try:
+        return Daemon(base, exit_when_idle=args.exit_when_idle).run()
+    except DaemonRunningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if monitor is not None:
+            monitor.shutdown()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from trainerd.daemon.submit import submit_file
+
+    path = submit_file(_base(args), args.file, args.priority)
+    print(f"submitted {args.file} as {path.name} ({args.priority} priority)")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trainerd.daemon.lock import daemon_running
+    from trainerd.daemon.status import format_status, is_stale, read_status
+
+    base = _base(args)
+    status = read_status(base)
+    pid = daemon_running(base)
+    if args.json:
+        _print_json({"daemon_pid": pid, "stale": status is None or is_stale(status), "status": status})
+    else:
+        print(format_status(status, pid))
+    return EXIT_OK
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from trainerd.daemon import control
+    from trainerd.daemon.lock import daemon_running
+
+    base = _base(args)
+    running = daemon_running(base)
+    action = args.command
+    if running is None and action in ("stop", "skip"):
+        raise TrainerdError("no daemon is running on this base dir", hint=f"nothing to {action}")
+    if running is None:
+        control.write_state(base, paused=action == "pause")
+        print(f"{action}: no daemon is running; the next `trainerd daemon` starts {action}d")
+        return EXIT_OK
+    command = control.send_command(base, action)
+    print(f"{action} sent to the daemon (PID {running}, command {command.id})")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from trainerd.daemon.status import read_history
+
+    rows = read_history(_base(args), limit=args.limit)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no finished jobs yet")
+    for row in rows:
+        when = dt.datetime.fromtimestamp(float(row.get("finished_at", 0))).strftime("%Y-%m-%d %H:%M:%S")
+        loss = ""
+        if row.get("initial_loss") is not None and row.get("final_loss") is not None:
+            loss = f" loss {row['initial_loss']:.4f}->{row['final_loss']:.4f}"
+        steps = f" {row['steps']} steps (global {row.get('global_step')})" if row.get("steps") is not None else ""
+        version = f" -> {row['version']}" if row.get("version") else ""
+        error = f"  [{row['error']}]" if row.get("error") else ""
+        print(f"{when}  {row.get('outcome', '?'):9s} {row.get('file', '?')}{steps}{loss}{version}{error}")
+    return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from trainerd.daemon.snapshots import create_snapshot, list_snapshots, resolve_snapshot, verify_snapshot
+    from trainerd.daemon.store import ModelStore
+
+    base = _base(args)
+    if args.action == "create":
+        current = ModelStore(base).current()
+        if current is None:
+            raise TrainerdError("there is no current model to snapshot")
+        snap = create_snapshot(base, current, reason="manual")
+        print(f"snapshot {snap.name} of {current.name} created in {snap.path}")
+        return EXIT_OK
+    if args.action == "list":
+        snaps = list_snapshots(base)
+        if args.json:
+            _print_json([{"name": s.name, "version": s.version, "reason": s.reason, "created_at": s.created_at}
+                         for s in snaps])  # fmt: skip
+        for snap in snaps:
+            print(f"{snap.name}  {snap.reason:7s} {snap.version}  {snap.path}")
+        if not snaps and not args.json:
+            print("no snapshots yet")
+        return EXIT_OK
+    names = [args.name] if args.name else [s.name for s in list_snapshots(base)]
+    bad = 0
+    for name in names:
+        report = verify_snapshot(resolve_snapshot(base, name).path)
+        if report.ok:
+            print(f"{name}: ok ({report.checked} files)")
+        else:
+            bad += 1
+            print(f"{name}: FAILED")
+            for problem in report.problems():
+                print(f"  {problem}")
+    return EXIT_OK if bad == 0 else EXIT_FAILED
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from trainerd.daemon import control
+    from trainerd.daemon.lock import DaemonLock, DaemonRunningError, daemon_running
+    from trainerd.daemon.loop import rollback_to
+    from trainerd.daemon.store import ModelStore
+
+    base = _base(args)
+    running = daemon_running(base)
+    if running is not None:
+        command = control.send_command(base, "rollback", to=args.to)
+        print(f"rollback to {args.to} sent to the daemon (PID {running}, command {command.id}); "
+              "it applies once no job is running")  # fmt: skip
+        return EXIT_OK
+    lock = DaemonLock(base)
+    try:
+        lock.acquire()
+    except DaemonRunningError:
+        control.send_command(base, "rollback", to=args.to)
+        print(f"a daemon just started; rollback to {args.to} sent to it")
+        return EXIT_OK
+    try:
+        version = rollback_to(base, ModelStore(base), args.to)
+    finally:
+        lock.release()
+    print(f"current model is now {version.name}")
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -265,6 +476,61 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("file")
     migrate.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     migrate.set_defaults(func=cmd_config_migrate)
+
+    init = commands.add_parser("init", help="create a base dir for the daemon")
+    init.add_argument("base", help="directory to create")
+    init.add_argument("--model", required=True, help="model dir, hub id, or 'tiny' for the offline demo model")
+    init.add_argument("--lora", action="store_true", help="train LoRA adapters on this base model")
+    init.add_argument("--profile", help="profile name or dotted path")
+    init.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="write a config value")
+    init.set_defaults(func=cmd_init)
+
+    daemon = commands.add_parser("daemon", help="train continuously from the base dir's inbox")
+    daemon.add_argument("--base-dir", required=True)
+    daemon.add_argument("--exit-when-idle", action="store_true", help="exit once the inbox and queue are empty")
+    daemon.add_argument("--monitor", action="store_true", help="also serve the dashboard (see `trainerd monitor`)")
+    daemon.add_argument("--host", default="127.0.0.1")
+    daemon.add_argument("--port", type=int, default=8765)
+    daemon.set_defaults(func=cmd_daemon)
+
+    submit = commands.add_parser("submit", help="put a JSONL file into the inbox (atomically)")
+    submit.add_argument("file")
+    submit.add_argument("--base-dir", required=True)
+    submit.add_argument("--priority", choices=("high", "normal", "low"), default="normal")
+    submit.set_defaults(func=cmd_submit)
+
+    status = commands.add_parser("status", help="what the daemon is doing")
+    status.add_argument("--base-dir", required=True)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    for action, text in (
+        ("pause", "checkpoint the running job at its next step and wait"),
+        ("resume", "continue the paused job from its checkpoint"),
+        ("stop", "checkpoint and stop the daemon (exit 0); the job resumes on the next start"),
+        ("skip", "abandon the current file without changing the model"),
+    ):
+        sub = commands.add_parser(action, help=text)
+        sub.add_argument("--base-dir", required=True)
+        sub.set_defaults(func=cmd_control)
+
+    history = commands.add_parser("history", help="finished jobs")
+    history.add_argument("--base-dir", required=True)
+    history.add_argument("--limit", type=int)
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+
+    snapshot = commands.add_parser("snapshot", help="verified copies of the current model")
+    snapshot.add_argument("action", choices=("create", "list", "verify"))
+    snapshot.add_argument("name", nargs="?", help="snapshot to verify (default: all)")
+    snapshot.add_argument("--base-dir", required=True)
+    snapshot.add_argument("--json", action="store_true")
+    snapshot.set_defaults(func=cmd_snapshot)
+
+    rollback = commands.add_parser("rollback", help="make an earlier version (or a snapshot) current")
+    rollback.add_argument("--base-dir", required=True)
+    rollback.add_argument("--to", required=True, metavar="VERSION_OR_SNAPSHOT")
+    rollback.set_defaults(func=cmd_rollback)
     return parser
 
 

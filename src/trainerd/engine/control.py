@@ -8,7 +8,9 @@ pause/stop/interrupt save a checkpoint first so no finished step is lost; skip a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -61,3 +63,56 @@ class ControlRequests:
             return None
         action = data.get("action") if isinstance(data, dict) else None
         return action if action in ACTIONS else None
+
+
+ENGINE_LOCK = ".engine.lock"
+
+
+class EngineLock:
+    """One engine per output dir: a flock on OUT/.engine.lock with the PID inside.
+
+    The daemon waits on it before resuming a job, so an engine left running by a killed daemon
+    (it gets SIGTERM through the parent-death signal and checkpoints) never shares a dir with a new one.
+    """
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.path = Path(output_dir) / ENGINE_LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        from trainerd.errors import TrainerdError
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise TrainerdError(
+                f"another engine process (PID {holder}) is training into {self.path.parent}",
+                hint="wait for it to finish or stop it; two jobs must never share an output dir",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def engine_lock_free(output_dir: str | Path) -> bool:
+    """True when no engine holds OUT/.engine.lock (used by the daemon before resuming a job)."""
+    path = Path(output_dir) / ENGINE_LOCK
+    if not path.exists():
+        return True
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -40,12 +40,18 @@ from trainerd.data.pack import collate_packed, collate_padded, epoch_batches
 from trainerd.data.pipeline import TrainingData, build_training_data
 from trainerd.data.tokenize import IGNORE_INDEX, TokenizedExample
 from trainerd.engine import checkpoint
-from trainerd.engine.control import ControlRequests
+from trainerd.engine.control import ControlRequests, EngineLock
 from trainerd.engine.progress import ProgressReporter
 from trainerd.engine.spec import JobSpec, TrainingResult
 from trainerd.errors import TrainerdError
 from trainerd.logs import setup_logging
-from trainerd.models.load import LoadedModel, choose_dtype, load_model_for_training, save_trained_model
+from trainerd.models.load import (
+    LoadedModel,
+    choose_dtype,
+    load_model_for_inference,
+    load_model_for_training,
+    save_trained_model,
+)
 
 log = logging.getLogger("trainerd.engine")
 
@@ -79,7 +85,10 @@ def run_job(spec: JobSpec, *, log_to_console: bool = True, show_progress_bar: bo
     state = PartialState()
     quiet_library_output()
     setup_logging(output_dir / "train.log" if state.is_main_process else None, console=log_to_console)
+    lock = EngineLock(output_dir) if state.is_main_process else None
     try:
+        if lock is not None:
+            lock.acquire()
         result = _Job(spec, output_dir, show_progress_bar).run()
     except TrainerdError as error:
         log.error("job failed: %s", error)
@@ -90,6 +99,8 @@ def run_job(spec: JobSpec, *, log_to_console: bool = True, show_progress_bar: bo
     result.runtime_seconds = round(time.monotonic() - started, 3)
     if state.is_main_process:
         result.save(output_dir / "result.json")
+    if lock is not None:
+        lock.release()
     if result.success:
         log.info(
             "done: %d steps, loss %.4f -> %.4f, %.0f tokens/s, model in %s",
@@ -302,6 +313,11 @@ class _Job:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             save_trained_model(accelerator.unwrap_model(model), loaded.tokenizer, self.output_dir)
+            result.verify_loss = verify_saved_model(
+                self.output_dir, data.dataset.examples[: cfg.hyperparams.batch_size]
+            )
+            result.verified = True
+            log.info("saved model reloaded from %s: loss %.4f on a sample batch", self.output_dir, result.verify_loss)
         accelerator.wait_for_everyone()
         reporter.write_progress("done")
         return result
@@ -488,6 +504,23 @@ class _Job:
             )
         accelerator.wait_for_everyone()
         return final
+
+
+def verify_saved_model(model_dir: Path, examples: list[TokenizedExample]) -> float:
+    """Reload the saved dir as a user would and check it gives a finite loss on real examples."""
+    model, tokenizer = load_model_for_inference(model_dir, attn_implementation="sdpa")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = collate_padded(examples, pad_id)
+    keep = batch["shift_labels"] != IGNORE_INDEX
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    loss = float(F.cross_entropy(logits[keep].float(), batch["shift_labels"][keep]).item())
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"the saved model in {model_dir} gives a non-finite loss ({loss}) when reloaded",
+            hint="the weights are damaged; the job's output must not be used",
+        )
+    return round(loss, 6)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -62,6 +62,8 @@ class TrainingResult:
     resumed_from: str | None = None
     checkpoint: str | None = None  # newest complete checkpoint (to resume a stopped job)
     model_kind: str | None = None  # "full" | "lora-adapter"
+    verified: bool = False  # the saved model dir was reloaded and gave a finite loss
+    verify_loss: float | None = None
     examples: int = 0
     tokens: int = 0
     decisions: list[str] = field(default_factory=list)
