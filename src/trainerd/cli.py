@@ -354,9 +354,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         if args.json:
             _print_json([{"name": s.name, "version": s.version, "reason": s.reason, "created_at": s.created_at}
                          for s in snaps])  # fmt: skip
+            return EXIT_OK
         for snap in snaps:
             print(f"{snap.name}  {snap.reason:7s} {snap.version}  {snap.path}")
-        if not snaps and not args.json:
+        if not snaps:
             print("no snapshots yet")
         return EXIT_OK
     names = [args.name] if args.name else [s.name for s in list_snapshots(base)]

@@ -61,6 +61,7 @@ MAX_JSON_BODY = 64 * 1024
 DRAIN_LIMIT = 1024 * 1024
 METRICS_LIMIT = 20_000
 HISTORY_LIMIT = 500
+MAX_PROBLEMS = 20  # per failed file: the first bad lines say enough; the error file has them all
 STATIC_DIR = Path(__file__).with_name("static")
 CONTROL_ACTIONS = ("pause", "resume", "stop", "skip")
 _SNAPSHOT_NAME = re.compile(r"^\d{8}-\d{6}(?:-\d+)?$")
@@ -179,10 +180,13 @@ class Monitor:
     def metrics(self, query: dict[str, str]) -> dict[str, Any]:
         since = _int_param(query, "since", 0, 0, 1 << 62)
         limit = _int_param(query, "limit", METRICS_LIMIT, 1, METRICS_LIMIT)
-        rows = [{k: row.get(k) for k in _METRIC_KEYS} for row in read_all_metrics(self.base, since)]
+        rows: list[dict[str, Any]] = [
+            {k: row.get(k) for k in _METRIC_KEYS} for row in read_all_metrics(self.base, since)
+        ]
         truncated = len(rows) > limit
         rows = rows[-limit:]
-        last = max((r["global_step"] for r in rows if isinstance(r.get("global_step"), int)), default=since)
+        steps = [r["global_step"] for r in rows if isinstance(r.get("global_step"), int)]
+        last = max([since, *steps])
         return {"since": since, "rows": rows, "last_global_step": last, "truncated": truncated}
 
     def queue(self, query: dict[str, str]) -> dict[str, Any]:
@@ -233,7 +237,13 @@ class Monitor:
         }
 
     def failed(self, query: dict[str, str]) -> dict[str, Any]:
-        return {"failed": JobQueue(self.base).list_failed()}
+        entries = []
+        for entry in JobQueue(self.base).list_failed():
+            problems = entry.get("problems")
+            if isinstance(problems, list):
+                entry = {**entry, "problems": problems[:MAX_PROBLEMS], "problem_count": len(problems)}
+            entries.append({k: v for k, v in entry.items() if k != "job"})
+        return {"failed": entries}
 
     # --- actions ----------------------------------------------------------------------------
     def _require_daemon(self, what: str) -> None:
@@ -598,7 +608,10 @@ class MonitorServer(ThreadingHTTPServer):
         return f"http://{host}:{self.port}/"
 
     def start(self) -> MonitorServer:
-        self.thread = threading.Thread(target=self.serve_forever, name="trainerd-monitor", daemon=True)
+        # A short poll interval makes stop() quick (the default 0.5 s adds up in tests and at daemon exit).
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="trainerd-monitor", daemon=True
+        )
         self.thread.start()
         return self
 
@@ -683,7 +696,7 @@ def openapi_document() -> dict[str, Any]:
         "403": {"description": "wrong token"},
         "409": {"description": "no daemon is running"},
     }
-    secured = [{"bearer": []}, {"headerToken": []}]
+    secured: list[dict[str, list[str]]] = [{"bearer": []}, {"headerToken": []}]
 
     def get(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {"get": {"summary": summary, "parameters": params or [], "responses": ok}}
