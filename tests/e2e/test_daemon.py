@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -138,10 +139,8 @@ def test_kill_9_mid_job_resumes_from_checkpoint_and_loses_nothing(tmp_path: Path
     while again.poll() is None:
         assert inspect_model_dir(base / "current_model").valid  # current_model is complete at every point
         samples += 1
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             again.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
     assert again.returncode == 0, daemon_log(base)[-3000:]
     assert samples > 3
     log = daemon_log(base)
