@@ -89,6 +89,7 @@ def test_train_40_steps_learns_and_logs_its_decisions(
         assert needle in log, needle
     assert (out / "metrics.jsonl").is_file() and (out / "checkpoints" / "checkpoint-20" / "COMPLETE").is_file()
     assert "Traceback" not in proc.stderr
+    assert "FutureWarning" not in proc.stderr and "DeprecationWarning" not in proc.stderr
 
 
 def test_legacy_flat_config_trains_with_one_deprecation_warning(

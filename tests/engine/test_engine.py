@@ -236,3 +236,38 @@ def test_forced_packing_trains(tiny_model_dir: Path, dataset: Path, tmp_path: Pa
     assert result.final_loss is not None and result.initial_loss is not None
     assert result.final_loss < result.initial_loss
     assert "batches: packed rows (data.packing=packed)" in result.decisions
+
+
+QWEN3_STYLE_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<think>\\n\\n</think>\\n\\n' + message['content'] + '<|im_end|>\\n' -}}"
+    "{%- else -%}{{- message['content'] + '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
+def test_emoji_think_profile_replaces_a_thinking_template(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    """A Qwen3-style template that injects <think> is swapped for ChatML; the profile's prompt is used and logged."""
+    model = tmp_path / "qwen3-style"
+    shutil.copytree(tiny_model_dir, model)
+    config_path = model / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text())
+    tokenizer_config["chat_template"] = QWEN3_STYLE_TEMPLATE
+    config_path.write_text(json.dumps(tokenizer_config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    out = tmp_path / "emoji"
+    spec = make_spec(model, dataset, out, hyperparams__max_steps=6, profile__name="emoji_think")
+    result = run(spec)
+    assert result.success, result.error
+    log = (out / "train.log").read_text()
+    assert "injects <think>" in log and "ChatML" in log
+    assert "Current date: " in log  # the emoji_think system prompt template, with today's date
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(out)
+    assert "<think>" not in saved.chat_template  # the model keeps the template it was trained with

@@ -108,8 +108,15 @@ def populate(base: BaseDir, scratch: Path) -> None:
         for step in range(first, first + (10 if job_id == "job-a" else 5)):
             append_jsonl(
                 base.run_dir(job_id) / "metrics.jsonl",
-                {"time": time.time(), "step": step - first + 1, "global_step": step, "loss": 3.0 - step * 0.1,
-                 "lr": 1e-4, "grad_norm": 1.0, "tokens_per_second": 800.0 + step},
+                {
+                    "time": time.time(),
+                    "step": step - first + 1,
+                    "global_step": step,
+                    "loss": 3.0 - step * 0.1,
+                    "lr": 1e-4,
+                    "grad_norm": 1.0,
+                    "tokens_per_second": 800.0 + step,
+                },
             )
     queue = JobQueue(base)
     for name, priority in (("urgent.jsonl", "high"), ("later.jsonl", "normal")):

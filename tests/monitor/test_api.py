@@ -186,6 +186,13 @@ def test_verify_a_snapshot_caches_the_result_with_its_time(api: Api, base: BaseD
     assert api("GET", "/api/snapshots").json()["snapshots"][0]["verify"]["ok"] is False
 
 
+def test_one_verify_at_a_time_per_snapshot(api: Api, server: MonitorServer, base: BaseDir, token: str) -> None:
+    name = list_snapshots(base)[0].name
+    server.monitor._verifying.add(name)  # as if a verify request were still hashing
+    reply = api("POST", f"/api/snapshots/{name}/verify", token=token)
+    assert reply.status == 409 and "being verified" in reply.json()["error"]
+
+
 def test_verify_an_unknown_snapshot_is_404(api: Api, token: str) -> None:
     reply = api("POST", "/api/snapshots/20000101-000000/verify", token=token)
     assert reply.status == 404 and reply.json()["error"] == "no such snapshot"
