@@ -23,14 +23,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+import torch
+from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from trainerd.config.load import config_to_dict  # noqa: E402
-from trainerd.config.schema import TrainerdConfig  # noqa: E402
-from trainerd.engine.engine import run_job  # noqa: E402
-from trainerd.engine.spec import JobSpec  # noqa: E402
-from trainerd.models.tiny import tiny_chat_tokenizer, tiny_corpus  # noqa: E402
+from trainerd.config.load import config_to_dict
+from trainerd.config.schema import TrainerdConfig
+from trainerd.engine.engine import run_job
+from trainerd.engine.spec import JobSpec
+from trainerd.models.tiny import tiny_chat_tokenizer, tiny_corpus
 
 QWEN3_06B = {
     "hidden_size": 1024,

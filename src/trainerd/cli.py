@@ -261,9 +261,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     base = _base(args)
     monitor = None
     if args.monitor:
-        from trainerd.monitor.server import start_background
+        from trainerd.monitor import serve
 
-        monitor = start_background(base, host=args.host, port=args.port)
+        monitor = serve(base, host=args.host, port=args.port)
+        print(f"monitor: {monitor.url}", file=sys.stderr)
     try:
         return Daemon(base, exit_when_idle=args.exit_when_idle).run()
     except DaemonRunningError as error:
@@ -271,7 +272,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         if monitor is not None:
-            monitor.shutdown()
+            monitor.stop()
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from trainerd.monitor import run_monitor
+
+    run_monitor(_base(args), host=args.host, port=args.port, token=args.token)
+    return EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -493,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--host", default="127.0.0.1")
     daemon.add_argument("--port", type=int, default=8765)
     daemon.set_defaults(func=cmd_daemon)
+
+    monitor = commands.add_parser("monitor", help="dashboard and JSON API for a base dir")
+    monitor.add_argument("--base-dir", required=True)
+    monitor.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs a token)")
+    monitor.add_argument("--port", type=int, default=8765)
+    monitor.add_argument("--token", help="token for actions (default: BASE/monitor.token)")
+    monitor.set_defaults(func=cmd_monitor)
 
     submit = commands.add_parser("submit", help="put a JSONL file into the inbox (atomically)")
     submit.add_argument("file")

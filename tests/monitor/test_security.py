@@ -392,7 +392,7 @@ def test_trainerd_errors_lose_their_local_paths(
     monkeypatch.setattr(server_module, "send_command", refuse)
     reply = api("POST", "/api/control/pause", token=token)
     body = reply.json()
-    assert reply.status == 400 and body == {"error": "cannot write control/x.json", "hint": "see <path>"}
+    assert reply.status == 500 and body == {"error": "cannot write control/x.json", "hint": "see <path>"}
 
 
 def test_no_error_reply_shows_a_path_or_a_traceback(api: Api, base: BaseDir, tmp_path: Path, token: str) -> None:

@@ -441,8 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self._route(method)
         except ApiError as exc:
             reply = self._error(exc)
-        except TrainerdError as exc:
-            reply = self._error(ApiError(HTTPStatus.BAD_REQUEST, exc.message, exc.hint))
+        except TrainerdError as exc:  # client mistakes are ApiErrors already: this is the base dir's state
+            reply = self._error(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, exc.message, exc.hint))
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
             return
