@@ -272,3 +272,17 @@ def test_emoji_think_profile_replaces_a_thinking_template(tiny_model_dir: Path, 
 
     saved = AutoTokenizer.from_pretrained(out)
     assert "<think>" not in saved.chat_template  # the model keeps the template it was trained with
+
+
+def test_tensorboard_event_files_hold_the_logged_steps(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    spec = make_spec(tiny_model_dir, dataset, out, hyperparams__max_steps=10, hyperparams__logging_steps=2)
+    spec.global_step_offset = 50
+    assert run(spec).success
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [52, 54, 56, 58, 60]  # global steps, so jobs line up in one plot
+    assert {"train/lr", "train/tokens_per_second", "train/grad_norm"} <= set(events.Tags()["scalars"])

@@ -2,6 +2,7 @@
 
 - `metrics.jsonl`: one line per logged step (append-only; readers skip a torn last line).
 - `progress.json`: the latest state, rewritten atomically at most every `interval` seconds.
+- `tensorboard/`: TensorBoard event files with the same numbers per global step.
 - a tqdm bar on stderr for a person watching `trainerd train`.
 """
 
@@ -42,6 +43,11 @@ class ProgressReporter:
         self.train_seconds = 0.0
         self.latest: dict[str, Any] = {}
         self.bar: Any = None
+        self.tensorboard: Any = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
         if enabled and show_bar:
             from tqdm.auto import tqdm
 
@@ -81,6 +87,12 @@ class ProgressReporter:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
         append_jsonl(self.metrics_path, {"time": time.time(), **clean})
+        if self.tensorboard is not None:
+            step = int(row.get("global_step", row.get("step", 0)))
+            for key in ("loss", "lr", "grad_norm", "tokens_per_second"):
+                if isinstance(clean.get(key), (int, float)):
+                    self.tensorboard.add_scalar(f"train/{key}", clean[key], step)
+            self.tensorboard.flush()
 
     def write_progress(self, state: str, **extra: Any) -> None:
         if not self.enabled:
@@ -88,6 +100,9 @@ class ProgressReporter:
         atomic_write_json(self.progress_path, {"state": state, "updated_at": time.time(), **self.latest, **extra})
 
     def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
