@@ -602,13 +602,10 @@ class Daemon:
         self.last_result = entry
 
     def current_job_status(self) -> dict[str, Any] | None:
-        job = self.job
-        if job is None or self.engine is None:
-            paused = self.queue.processing()
-            if paused is None:
-                return None
-            return {"job_id": paused.job_id, "file": paused.original_name, "priority": paused.priority,
-                    "state": "paused"}  # fmt: skip
+        """The running (or paused) job with its latest progress from the engine's progress.json."""
+        job = self.job if self.engine is not None else self.queue.processing()
+        if job is None:
+            return None
         run_dir = self.base.run_dir(job.job_id)
         try:
             progress = read_json(run_dir / "progress.json")
@@ -620,8 +617,9 @@ class Daemon:
             "file": job.original_name,
             "priority": job.priority,
             "attempt": job.attempts + 1,
+            "state": "training" if self.engine is not None else "paused",
             "run_dir": str(run_dir.relative_to(self.base.root)),
-            "started_at": self.engine.started_at,
+            "started_at": self.engine.started_at if self.engine is not None else None,
             **{key: progress.get(key) for key in keys},
         }
 
@@ -638,6 +636,9 @@ class Daemon:
             else:
                 state = "idle"
         current = self.store.current()
+        job = self.current_job_status()
+        live_step = (job or {}).get("global_step")
+        global_step = max(self.global_step(), int(live_step) if isinstance(live_step, int) else 0)
         last = self.last_result or next(iter(status.read_history(self.base, limit=1)), None)
         status.write_status(
             self.base,
@@ -646,9 +647,9 @@ class Daemon:
                 "pid": self._pid(),
                 "poll_interval_seconds": self.cfg.daemon.poll_interval_seconds,
                 "message": self.message,
-                "global_step": self.global_step(),
+                "global_step": global_step,
                 "current_model": current.name if current else None,
-                "current_job": self.current_job_status(),
+                "current_job": job,
                 "queue": self.queue.counts(),
                 "last_result": last,
             },
