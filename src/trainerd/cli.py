@@ -356,6 +356,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             raise TrainerdError("there is no current model to snapshot")
         snap = create_snapshot(base, current, reason="manual")
         print(f"snapshot {snap.name} of {current.name} created in {snap.path}")
+        from trainerd.config.load import load_config
+        from trainerd.daemon.snapshots import snapshot_retention
+
+        for name in snapshot_retention(base, load_config(base.config_file).config.daemon.keep_snapshots):
+            print(f"retention removed snapshot {name} (daemon.keep_snapshots)")
         return EXIT_OK
     if args.action == "list":
         snaps = list_snapshots(base)

@@ -213,3 +213,34 @@ def test_whole_cycle_with_snapshots_and_rollback(tmp_path: Path, lora: bool) -> 
     refused = trainerd("rollback", "--base-dir", str(base), "--to", snapshot)
     assert refused.returncode != 0 and current_version(base) == "v000004"
     assert os.path.isdir(base / "models" / "v000001")  # the base of every adapter is kept
+
+
+def test_failing_job_is_retried_then_failed_with_every_error(tmp_path: Path) -> None:
+    base = init_base(
+        tmp_path / "base",
+        settings=(*FAST_SETTINGS, "hyperparams.learning_rate=1e12", "hyperparams.max_grad_norm=1e30",
+                  "daemon.max_retries=1"),
+    )  # fmt: skip
+    drop(base, write_data(tmp_path / "boom.jsonl", 40, seed=10), "boom.jsonl")
+    proc = start_daemon(base, "--exit-when-idle")
+    assert proc.wait(timeout=300) == 0, daemon_log(base)[-3000:]
+    assert current_version(base) == "v000001"  # a failed job never touches the current model
+    errors = list((base / "queue" / "failed").glob("*.error.json"))
+    assert len(errors) == 1
+    error = json.loads(errors[0].read_text())
+    assert len(error["errors"]) == 2 and all("loss became" in e["reason"] for e in error["errors"])
+    outcomes = [h["outcome"] for h in history(base)]
+    assert outcomes == ["retrying", "failed"]
+
+
+def test_low_disk_space_is_a_clear_error_and_nothing_starts(tmp_path: Path) -> None:
+    base = init_base(tmp_path / "base", settings=(*FAST_SETTINGS[:-1], "daemon.min_free_disk_gb=1000000"))
+    drop(base, write_data(tmp_path / "a.jsonl", 16, seed=11), "a.jsonl")
+    proc = start_daemon(base)
+    try:
+        wait_until(lambda: status(base).get("state") == "error", what="error state")
+        assert "min_free_disk_gb" in status(base)["message"]
+        assert not list((base / "runs").glob("*/job.json"))
+    finally:
+        assert stop_daemon(base, proc) == 0
+    assert list((base / "queue" / "normal").glob("*.jsonl")), "the file waits in the queue"

@@ -233,6 +233,8 @@ class Daemon:
             if current is not None:
                 snap = create_snapshot(self.base, current, reason="manual")
                 log.info("snapshot %s of %s created", snap.name, current.name)
+                for name in snapshot_retention(self.base, self.cfg.daemon.keep_snapshots):
+                    log.info("snapshot retention removed %s", name)
         else:
             log.warning("ignored an unreadable command file %s", command.args.get("file"))
 
