@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -53,21 +51,6 @@ def make_adapter(path: Path, base: str, seed: int = 0) -> Path:
     config = {"peft_type": "LORA", "base_model_name_or_path": base, "r": 2, "target_modules": ["q_proj"]}
     (path / "adapter_config.json").write_text(json.dumps(config))
     return path
-
-
-@pytest.fixture
-def daemon_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture trainerd.daemon records even when another test turned off propagation of `trainerd`."""
-    logger = logging.getLogger("trainerd.daemon")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.INFO)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(previous)
 
 
 @pytest.fixture

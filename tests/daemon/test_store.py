@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +50,6 @@ def make_adapter(path: Path, base: str, seed: int = 0) -> Path:
     (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE"}}))
     (path / "metrics.jsonl").write_text("{}\n")
     return path
-
-
-@pytest.fixture
-def daemon_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture trainerd.daemon records even when another test turned off propagation of `trainerd`."""
-    logger = logging.getLogger("trainerd.daemon")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.INFO)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(previous)
 
 
 def leftovers(store: ModelStore) -> list[str]:
