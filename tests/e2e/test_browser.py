@@ -60,7 +60,7 @@ def test_dashboard_shows_live_training_and_pauses_the_daemon(tmp_path: Path) -> 
     base = init_base(tmp_path / "base", settings=(*FAST_SETTINGS, "hyperparams.num_epochs=60"))
     token = (base / "monitor.token").read_text().strip()
     port = free_port()
-    drop(base, write_data(tmp_path / "long.jsonl", 40, seed=9), "long.jsonl")
+    drop(base, write_data(tmp_path / "long.jsonl", 400, seed=9), "long.jsonl")  # 3,000 steps: still running at pause
     daemon = start_daemon(base, "--monitor", "--port", str(port))
     screenshot = Path(os.environ.get("TRAINERD_ARTIFACTS", tmp_path)) / "dashboard.png"
     try:

@@ -82,14 +82,17 @@ def test_priority_order_invalid_file_status_history_and_stop(tmp_path: Path) -> 
 
 def test_pause_resume_skip_and_stop_through_the_cli(tmp_path: Path) -> None:
     base = init_base(tmp_path / "base", settings=(*FAST_SETTINGS, "hyperparams.num_epochs=40"))
-    drop(base, write_data(tmp_path / "long.jsonl", 40, seed=3), "long.jsonl")
+    # 400 examples x 40 epochs = 2,000 steps: far more than the seconds a CLI call takes on a busy box
+    drop(base, write_data(tmp_path / "long.jsonl", 400, seed=3), "long.jsonl")
     proc = start_daemon(base)
     try:
         wait_until(lambda: job_step(base) >= 12, what="training to reach step 12")
         assert trainerd("pause", "--base-dir", str(base)).returncode == 0
         wait_until(lambda: status(base).get("state") == "paused", timeout=60, what="paused state")
-        paused_step = json.loads((next((base / "runs").iterdir()) / "result.json").read_text())["steps"]
-        assert 12 <= paused_step < 200  # the pause took effect mid-file, not at its end
+        paused = json.loads((next((base / "runs").iterdir()) / "result.json").read_text())
+        paused_step = paused["steps"]
+        assert paused["stopped"] == "pause"
+        assert 12 <= paused_step < 2000  # the pause took effect mid-file, not at its end
         import time
 
         time.sleep(1.5)
