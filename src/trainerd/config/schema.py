@@ -61,6 +61,14 @@ class Hyperparams(Section):
     use_gradient_checkpointing: bool = Field(
         True, description="Recompute activations in backward: much less memory for ~20-30% more time."
     )
+    loss_chunk_tokens: int = Field(
+        1024,
+        ge=0,
+        description="Trainable positions per cross-entropy chunk: the logits (positions x vocabulary; 8192 "
+        "positions of Qwen3's 151,936-token vocabulary are 2.5 GB in bf16, twice that in fp32) exist for one chunk "
+        "at a time and are recomputed in backward. 0 = one full-logits pass. Models whose forward does more than "
+        "lm_head(hidden) always take one full-logits pass (logged).",
+    )
 
 
 class LoraSection(Section):

@@ -11,7 +11,8 @@
    rows with sdpa/eager (no compute on padding either way), in a seeded order a resume replays exactly
 4. a lean loop over `accelerate`: loss summed over trainable tokens and divided by the trainable
    tokens of the whole optimizer step (correct under gradient accumulation and across ranks), logits
-   computed only at trainable positions, AdamW, warm-up + decay, gradient clipping
+   computed only at trainable positions and in chunks recomputed in backward (`engine/loss.py`; the
+   loss wrapper is what `accelerate` prepares), AdamW, warm-up + decay, gradient clipping
 5. every `save_steps` an atomic checkpoint (temp dir + marker + rename), resumable with the same
    batches; a pause/stop/Ctrl-C request checkpoints and ends cleanly; NaN/Inf loss ends with an error
 6. progress (`progress.json`, atomic) and metrics (`metrics.jsonl`) while training; the final model
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import logging
 import math
 import time
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
+from accelerate.utils import extract_model_from_parallel, set_seed
 from torch.utils.data import DataLoader
 
 from trainerd.config.schema import TrainerdConfig
@@ -41,6 +41,7 @@ from trainerd.data.pipeline import TrainingData, build_training_data
 from trainerd.data.tokenize import IGNORE_INDEX, TokenizedExample
 from trainerd.engine import checkpoint
 from trainerd.engine.control import ControlRequests, EngineLock
+from trainerd.engine.loss import CausalLMWithChunkedLoss
 from trainerd.engine.progress import ProgressReporter
 from trainerd.engine.spec import JobSpec, TrainingResult
 from trainerd.errors import TrainerdError
@@ -195,15 +196,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainerdConfig, device: torch.d
     return torch.optim.AdamW(groups, lr=cfg.hyperparams.learning_rate, betas=(0.9, 0.999), eps=1e-8, **extra)
 
 
-def accepts_logits_mask(model: torch.nn.Module) -> bool:
-    """Whether the causal-LM forward can compute logits only at chosen positions (transformers 5)."""
-    base = model
-    get_base = getattr(base, "get_base_model", None)
-    if callable(get_base):  # a peft model: its forward passes keyword arguments through
-        base = get_base()
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
-
-
 class _Job:
     """State of one run; `run()` is the flow described in the module docstring."""
 
@@ -227,6 +219,7 @@ class _Job:
         log.info("job %s: model %s -> %s", self.spec.job_id or "-", self.spec.model, self.output_dir)
         log.info("device: %s (%d process(es))", accelerator.device, accelerator.num_processes)
 
+        set_seed(cfg.hyperparams.seed)  # LoRA init, dropout; a resume then restores the saved RNG states
         loaded = load_model_for_training(self.spec.model, cfg, accelerator.device)
         for line in loaded.decisions:
             log.info("%s", line)
@@ -252,10 +245,13 @@ class _Job:
             layout_reason,
         )
 
-        model = loaded.model
-        optimizer = build_optimizer(model, cfg, accelerator.device)
+        optimizer = build_optimizer(loaded.model, cfg, accelerator.device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_for(cfg, total_steps))
-        model, optimizer = accelerator.prepare(model, optimizer)
+        # DDP/FSDP wrap the loss wrapper, so the decoder, the chunked head and the loss are one forward.
+        loss_model = CausalLMWithChunkedLoss(loaded.model, chunk_tokens=cfg.hyperparams.loss_chunk_tokens)
+        log.info("%s", loss_model.decision)
+        self.use_logits_mask = loss_model.uses_logits_mask
+        model, optimizer = accelerator.prepare(loss_model, optimizer)
         accelerator.register_for_checkpointing(scheduler)
 
         fingerprint = data_fingerprint(self.spec.datasets)
@@ -275,7 +271,6 @@ class _Job:
 
         remaining_plan = plan[start_step * per_step :]
         loader = self.make_loader(data, remaining_plan, loaded)
-        self.use_logits_mask = accepts_logits_mask(accelerator.unwrap_model(model))
 
         self.control.install_signal_handlers()
         stopped: str | None = None
@@ -301,7 +296,7 @@ class _Job:
             model_kind="lora-adapter" if loaded.is_lora else "full",
             examples=data.dataset.num_examples,
             tokens=data.dataset.total_tokens,
-            decisions=[*loaded.decisions, *data.decisions, f"batches: {layout_reason}"],
+            decisions=[*loaded.decisions, *data.decisions, f"batches: {layout_reason}", loss_model.decision],
         )
         latest = checkpoint.list_checkpoints(self.checkpoint_root)
         result.checkpoint = str(latest[-1]) if latest else None
@@ -312,9 +307,9 @@ class _Job:
             return result
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_trained_model(accelerator.unwrap_model(model), loaded.tokenizer, self.output_dir)
+            save_trained_model(accelerator.unwrap_model(model).model, loaded.tokenizer, self.output_dir)
             result.verify_loss = verify_saved_model(
-                self.output_dir, data.dataset.examples[: cfg.hyperparams.batch_size]
+                self.output_dir, data.dataset.examples[:VERIFY_EXAMPLES], accelerator.device, cfg.model.precision
             )
             result.verified = True
             log.info("saved model reloaded from %s: loss %.4f on a sample batch", self.output_dir, result.verify_loss)
@@ -370,21 +365,16 @@ class _Job:
     # -- the loop ---------------------------------------------------------------------------
 
     def micro_batch_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Summed cross-entropy over the trainable positions of one micro-batch, and their count."""
-        targets = batch["shift_labels"]
-        keep = targets != IGNORE_INDEX
-        inputs: dict[str, Any] = {"input_ids": batch["input_ids"], "use_cache": False}
-        if "position_ids" in batch:
-            inputs["position_ids"] = batch["position_ids"]
-        if "attention_mask" in batch:
-            inputs["attention_mask"] = batch["attention_mask"]
-        if self.use_logits_mask:
-            inputs["logits_to_keep"] = keep
-        logits = model(**inputs).logits
-        if logits.dim() == 3:  # the model computed every position: select the trainable ones here
-            logits = logits[keep]
-        loss_sum = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-        return loss_sum, int(keep.sum())
+        """Summed cross-entropy over the trainable positions of one micro-batch, and their count.
+
+        `model` is the prepared `CausalLMWithChunkedLoss`; a bare causal LM is given the full-logits
+        path (logits only at trainable positions when `use_logits_mask`).
+        """
+        if not isinstance(extract_model_from_parallel(model), CausalLMWithChunkedLoss):
+            model = CausalLMWithChunkedLoss(model, chunk_tokens=0, logits_mask=self.use_logits_mask)
+        inputs = {key: batch[key] for key in ("input_ids", "position_ids", "attention_mask") if key in batch}
+        loss_sum, count = model(**inputs, shift_labels=batch["shift_labels"])
+        return loss_sum, int(count)
 
     def train_loop(
         self,
@@ -506,15 +496,26 @@ class _Job:
         return final
 
 
-def verify_saved_model(model_dir: Path, examples: list[TokenizedExample]) -> float:
-    """Reload the saved dir as a user would and check it gives a finite loss on real examples."""
-    model, tokenizer = load_model_for_inference(model_dir, attn_implementation="sdpa")
+VERIFY_EXAMPLES = 2  # enough to prove the saved weights load and compute; cheap even at 2048 tokens
+
+
+def verify_saved_model(
+    model_dir: Path, examples: list[TokenizedExample], device: torch.device, precision: str
+) -> float:
+    """Reload the saved dir as a user would and check it gives a finite loss on real examples.
+
+    Runs on the training device through the chunked loss, so even a large vocabulary never needs
+    the full logits of the sample in memory.
+    """
+    model, tokenizer = load_model_for_inference(model_dir, device=device, precision=precision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batch = collate_padded(examples, pad_id)
-    keep = batch["shift_labels"] != IGNORE_INDEX
+    batch = {key: value.to(device) for key, value in collate_padded(examples, pad_id).items()}
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    loss = float(F.cross_entropy(logits[keep].float(), batch["shift_labels"][keep]).item())
+        loss_sum, count = CausalLMWithChunkedLoss(model)(
+            batch["input_ids"], attention_mask=batch["attention_mask"], shift_labels=batch["shift_labels"]
+        )
+    loss = float((loss_sum / count.clamp(min=1)).item())
+    del model
     if not math.isfinite(loss):
         raise NonFiniteLossError(
             f"the saved model in {model_dir} gives a non-finite loss ({loss}) when reloaded",
