@@ -247,3 +247,27 @@ def test_low_disk_space_is_a_clear_error_and_nothing_starts(tmp_path: Path) -> N
     finally:
         assert stop_daemon(base, proc) == 0
     assert list((base / "queue" / "normal").glob("*.jsonl")), "the file waits in the queue"
+
+
+def test_daemon_runs_a_job_under_torchrun_with_two_processes(tmp_path: Path) -> None:
+    """The multi-GPU path on CPUs: the same engine under torchrun, two gloo ranks; a pause lands on both at once."""
+    settings = (*FAST_SETTINGS, "daemon.launcher=torchrun", "daemon.num_processes=2", "hyperparams.num_epochs=100")
+    base = init_base(tmp_path / "base", settings=settings)
+    drop(base, write_data(tmp_path / "a.jsonl", 48, seed=12), "a.jsonl")  # 6 micro-batches per epoch
+    proc = start_daemon(base, "--exit-when-idle")
+    try:
+        wait_until(lambda: job_step(base) >= 8, what="two-rank training to reach step 8")
+        assert trainerd("pause", "--base-dir", str(base)).returncode == 0
+        wait_until(lambda: status(base).get("state") == "paused", timeout=60, what="paused state")
+        paused = json.loads(next((base / "runs").glob("*/result.json")).read_text())
+        assert paused["stopped"] == "pause" and paused["checkpoint"]
+        assert trainerd("resume", "--base-dir", str(base)).returncode == 0
+        assert proc.wait(timeout=300) == 0, daemon_log(base)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    promoted = [h for h in history(base) if h.get("outcome") == "promoted"]
+    assert len(promoted) == 1 and promoted[0]["steps"] == 300  # 600 micro-batches over 2 ranks
+    log = next((base / "runs").glob("*/train.log")).read_text()
+    assert "(2 process(es))" in log and "resumed from" in log
+    assert inspect_model_dir(base / "current_model").valid

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import extract_model_from_parallel, set_seed
+from accelerate.utils import extract_model_from_parallel, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader
 
 from trainerd.config.schema import TrainerdConfig
@@ -57,10 +58,18 @@ from trainerd.models.load import (
 log = logging.getLogger("trainerd.engine")
 
 CHECKPOINT_DIR = "checkpoints"
+END_REQUESTS = ("skip", "pause", "interrupt", "stop")  # ascending precedence when ranks disagree
 
 
 class NonFiniteLossError(TrainerdError):
     """The loss became NaN or Inf: the weights would be destroyed by another step."""
+
+
+def process_state() -> PartialState:
+    """This process's place in the run; several CPU processes (torchrun without GPUs) use gloo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (world > 1 and not torch.cuda.is_available())
+    return PartialState(cpu=cpu)
 
 
 class _TiedWeightsNote(logging.Filter):
@@ -83,9 +92,12 @@ def run_job(spec: JobSpec, *, log_to_console: bool = True, show_progress_bar: bo
     started = time.monotonic()
     output_dir = Path(spec.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    state = PartialState()
+    state = process_state()
     quiet_library_output()
-    setup_logging(output_dir / "train.log" if state.is_main_process else None, console=log_to_console)
+    setup_logging(
+        output_dir / "train.log" if state.is_main_process else None,
+        console=log_to_console and state.is_main_process,  # one copy of each line under torchrun
+    )
     lock = EngineLock(output_dir) if state.is_main_process else None
     try:
         if lock is not None:
@@ -211,7 +223,7 @@ class _Job:
 
     def run(self) -> TrainingResult:
         cfg = self.cfg
-        state = PartialState()
+        state = process_state()
         dtype, dtype_reason = choose_dtype(cfg.model.precision, state.device)
         mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
         accelerator = Accelerator(mixed_precision=mixed)
@@ -397,6 +409,8 @@ class _Job:
         step = start_step
         while step < total_steps:
             request = self.control.poll()
+            if world > 1:
+                request = self.agree_on_request(request)
             if request is not None:
                 return self.end_on_request(request, step, losses, reporter, fingerprint)
             tick = time.perf_counter()  # data loading counts: tokens/s is end-to-end loop throughput
@@ -455,6 +469,13 @@ class _Job:
             if step % hp.save_steps == 0 and step < total_steps:
                 self.save_checkpoint(step, losses, reporter, fingerprint)
         return None
+
+    def agree_on_request(self, request: str | None) -> str | None:
+        """All ranks act on the same request at the same step (each polls on its own clock)."""
+        codes = (None, *END_REQUESTS)
+        local = torch.tensor(codes.index(request), device=self.accelerator.device)
+        torch.distributed.all_reduce(local, op=torch.distributed.ReduceOp.MAX)
+        return codes[int(local.item())]
 
     def end_on_request(
         self, request: str, step: int, losses: list[float], reporter: ProgressReporter, fingerprint: str
