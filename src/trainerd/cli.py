@@ -98,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     atomic_write_json(output / "trainerd_config.json", spec.config)
     result = run_job(spec)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun/accelerate launch rank 0 reports for all
+        return EXIT_OK if result.success else (EXIT_STOPPED if result.stopped else EXIT_FAILED)
     if args.json:
         _print_json(result.to_json())
     elif result.success:
