@@ -271,3 +271,17 @@ def test_daemon_runs_a_job_under_torchrun_with_two_processes(tmp_path: Path) -> 
     log = next((base / "runs").glob("*/train.log")).read_text()
     assert "(2 process(es))" in log and "resumed from" in log
     assert inspect_model_dir(base / "current_model").valid
+
+
+def test_kill_9_of_the_job_is_retried_from_its_checkpoint(tmp_path: Path) -> None:
+    base = init_base(tmp_path / "base", settings=(*FAST_SETTINGS, "hyperparams.num_epochs=30"))
+    drop(base, write_data(tmp_path / "a.jsonl", 40, seed=13), "a.jsonl")  # 150 steps
+    proc = start_daemon(base, "--exit-when-idle")
+    wait_until(lambda: list((base / "runs").glob("*/checkpoints/checkpoint-10/COMPLETE")), what="a checkpoint")
+    engine_pid = wait_until(lambda: (status(base).get("current_job") or {}).get("engine_pid"), what="engine pid")
+    os.kill(engine_pid, signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0, daemon_log(base)[-3000:]
+    outcomes = [h["outcome"] for h in history(base)]
+    assert outcomes == ["retrying", "promoted"]
+    assert "resumed from" in next((base / "runs").glob("*/train.log")).read_text()
+    assert history(base)[-1]["global_step"] == 150 and current_version(base) == "v000002"

@@ -622,6 +622,7 @@ class Daemon:
             "state": "training" if self.engine is not None else "paused",
             "run_dir": str(run_dir.relative_to(self.base.root)),
             "started_at": self.engine.started_at if self.engine is not None else None,
+            "engine_pid": self.engine.pid if self.engine is not None else None,
             **{key: progress.get(key) for key in keys},
         }
 

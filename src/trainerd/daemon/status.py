@@ -9,8 +9,9 @@ status.json fields:
   message       what the daemon is doing or why it is in `error`
   global_step   optimizer steps done across all jobs
   current_model version name current_model points at
-  current_job   null or {job_id, file, priority, attempt, run_dir, started_at, step, total_steps,
-                global_step, loss, lr, grad_norm, tokens_per_second, eta_seconds}
+  current_job   null or {job_id, file, priority, attempt, state (training|paused), run_dir, started_at,
+                engine_pid, step, total_steps, global_step, loss, lr, grad_norm, tokens_per_second,
+                eta_seconds}
   queue         {high, normal, low, processing, failed, done}
   last_result   the newest history line
 """
