@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import signal
 import time
@@ -55,6 +56,7 @@ from trainerd.logs import setup_logging
 log = logging.getLogger("trainerd.daemon")
 
 ENGINE_LOCK_WAIT_SECONDS = 120.0  # an engine orphaned by a killed daemon checkpoints and exits within this
+GATE_RETRY_SECONDS = 30.0  # after the gate itself failed (e.g. the tokenizer did not load)
 
 
 def rollback_to(base: BaseDir, store: ModelStore, target: str) -> VersionInfo:
@@ -89,6 +91,7 @@ class Daemon:
         self.message = ""
         self.error_state = False
         self.last_result: dict[str, Any] | None = None
+        self.gate_retry_at = 0.0
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -99,7 +102,7 @@ class Daemon:
             setup_logging(self.base.daemon_log)
             self.cfg = load_config(self.base.config_file).config
             self.scanner = InboxScanner(self.base, self.cfg.daemon.stable_polls)
-            log.info("daemon started (PID %d) on %s", self._pid(), self.base.root)
+            log.info("daemon started (PID %d) on %s", os.getpid(), self.base.root)
             self.recover()
             self._install_signal_handlers()
             self.loop()
@@ -107,11 +110,6 @@ class Daemon:
             return 0
         finally:
             self.lock.release()
-
-    def _pid(self) -> int:
-        import os
-
-        return os.getpid()
 
     def _install_signal_handlers(self) -> None:
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -293,15 +291,17 @@ class Daemon:
             verdicts, failure = self.gate.results()
             gate, self.gate = self.gate, None
             if verdicts is None:
-                log.error("the data gate failed: %s (files stay in %s and are checked again)", failure, self.incoming)
+                log.error("the data gate failed: %s (files stay in %s; next try in %.0f s)", failure, self.incoming,
+                          GATE_RETRY_SECONDS)  # fmt: skip
                 self.message = f"data gate failed: {failure}"
+                self.gate_retry_at = time.monotonic() + GATE_RETRY_SECONDS
                 return
             for verdict in verdicts:
                 self.settle(Path(verdict["path"]), verdict)
             del gate
         waiting = sorted(str(p) for p in self.incoming.glob("*.jsonl"))
         current = self.store.current()
-        if waiting and current is not None:
+        if waiting and current is not None and time.monotonic() >= self.gate_retry_at:
             self.gate = GateProcess(self.base.logs / "gate", waiting, str(current.path), config_to_dict(self.cfg))
 
     def settle(self, path: Path, verdict: dict[str, Any]) -> None:
@@ -647,7 +647,7 @@ class Daemon:
             self.base,
             {
                 "state": state,
-                "pid": self._pid(),
+                "pid": os.getpid(),
                 "poll_interval_seconds": self.cfg.daemon.poll_interval_seconds,
                 "message": self.message,
                 "global_step": global_step,
