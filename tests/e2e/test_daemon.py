@@ -178,6 +178,7 @@ def test_second_daemon_refused_and_stale_lock_ignored(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft's own call
 def test_whole_cycle_with_snapshots_and_rollback(tmp_path: Path, lora: bool) -> None:
     base = init_base(tmp_path / "base", lora=lora)
     drop(base, write_data(tmp_path / "one.jsonl", 32, seed=7), "one.jsonl")
