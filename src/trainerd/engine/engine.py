@@ -318,14 +318,21 @@ class _Job:
             reporter.write_progress("stopped", stopped=stopped)
             return result
         accelerator.wait_for_everyone()
+        failure: Exception | None = None
         if accelerator.is_main_process:
-            save_trained_model(accelerator.unwrap_model(model).model, loaded.tokenizer, self.output_dir)
-            result.verify_loss = verify_saved_model(
-                self.output_dir, data.dataset.examples[:VERIFY_EXAMPLES], accelerator.device, cfg.model.precision
-            )
-            result.verified = True
-            log.info("saved model reloaded from %s: loss %.4f on a sample batch", self.output_dir, result.verify_loss)
+            try:
+                save_trained_model(accelerator.unwrap_model(model).model, loaded.tokenizer, self.output_dir)
+                result.verify_loss = verify_saved_model(
+                    self.output_dir, data.dataset.examples[:VERIFY_EXAMPLES], accelerator.device, cfg.model.precision
+                )
+                result.verified = True
+                log.info("saved model reloaded from %s: loss %.4f on a sample batch", self.output_dir,
+                         result.verify_loss)  # fmt: skip
+            except Exception as error:  # re-raised after the barrier, so other ranks are not left waiting
+                failure = error
         accelerator.wait_for_everyone()
+        if failure is not None:
+            raise failure
         reporter.write_progress("done")
         return result
 
