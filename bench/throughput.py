@@ -45,6 +45,19 @@ from trainerd.models.tiny import build_tiny_model, tiny_corpus
 BATCH = 8
 LR = 1e-4
 SEED = 0
+# Trainer and TRL get the same settings as the other methods: one epoch, constant LR, no saving or logging
+SAME_TRAINING_ARGS = {
+    "per_device_train_batch_size": BATCH,
+    "num_train_epochs": 1,
+    "learning_rate": LR,
+    "lr_scheduler_type": "constant",
+    "logging_steps": 10_000,
+    "save_strategy": "no",
+    "report_to": "none",
+    "use_cpu": True,
+    "seed": SEED,
+    "disable_tqdm": True,
+}
 
 
 def mixed_conversations(n: int, tokenizer, seed: int = 1) -> list[Conversation]:
@@ -123,16 +136,7 @@ def hf_trainer(model_dir: Path, examples: list[TokenizedExample], pad_id: int, w
     model.config.use_cache = False
     args = TrainingArguments(
         output_dir=str(work / "trainer"),
-        per_device_train_batch_size=BATCH,
-        num_train_epochs=1,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=SEED,
-        disable_tqdm=True,
+        **SAME_TRAINING_ARGS,
         dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(examples), data_collator=collate)
@@ -147,16 +151,7 @@ def trl_sft(model_dir: Path, conversations: list[Conversation], max_length: int,
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
     args = SFTConfig(
         output_dir=str(work / "trl"),
-        per_device_train_batch_size=BATCH,
-        num_train_epochs=1,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=SEED,
-        disable_tqdm=True,
+        **SAME_TRAINING_ARGS,
         bf16=False,
         activation_checkpointing=False,
         assistant_only_loss=True,
