@@ -113,21 +113,29 @@ def test_lora_training_saves_an_adapter(tiny_model_dir: Path, dataset: Path, tmp
     assert "continue LoRA adapter" in (tmp_path / "lora2" / "train.log").read_text()
 
 
-def test_resume_from_checkpoint_gives_the_same_model(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_resume_from_checkpoint_gives_the_same_model(
+    tiny_model_dir: Path, dataset: Path, tmp_path: Path, lora: bool
+) -> None:
+    extra = {"lora__enabled": True, "lora__dropout": 0.0} if lora else {}
     straight = tmp_path / "straight"
-    assert run(make_spec(tiny_model_dir, dataset, straight, hyperparams__gradient_accumulation=2)).success
+    assert run(make_spec(tiny_model_dir, dataset, straight, hyperparams__gradient_accumulation=2, **extra)).success
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints" / "checkpoint-10", resumed / "checkpoints" / "checkpoint-10")
     # a half-written checkpoint (no COMPLETE marker) must be ignored, even with a higher number
     (resumed / "checkpoints" / "checkpoint-15").mkdir()
-    spec = make_spec(tiny_model_dir, dataset, resumed, hyperparams__gradient_accumulation=2)
+    spec = make_spec(tiny_model_dir, dataset, resumed, hyperparams__gradient_accumulation=2, **extra)
     result = run(spec)
     assert result.success, result.error
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-10")
     assert result.steps == 20
-    a = load_file(straight / "model.safetensors")
-    b = load_file(resumed / "model.safetensors")
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    if lora:  # the checkpoint holds the adapter only, not a copy of the frozen base
+        saved = load_file(straight / "checkpoints" / "checkpoint-10" / "model.safetensors")
+        assert saved and all("lora_" in key for key in saved)
+    a = load_file(straight / weights)
+    b = load_file(resumed / weights)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
 

@@ -192,6 +192,14 @@ def lr_lambda_for(cfg: TrainerdConfig, total_steps: int) -> Callable[[int], floa
     return factor
 
 
+def keep_trainable_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
+    """accelerate save-state hook: drop frozen tensors (a LoRA's base) from the checkpoint's weights."""
+    for index, model in enumerate(models):
+        if index < len(weights):
+            trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+            weights[index] = {key: value for key, value in weights[index].items() if key in trainable}
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainerdConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with no weight decay on norms and biases; fused kernels on CUDA."""
     decay: list[torch.nn.Parameter] = []
@@ -265,6 +273,9 @@ class _Job:
         self.use_logits_mask = loss_model.uses_logits_mask
         model, optimizer = accelerator.prepare(loss_model, optimizer)
         accelerator.register_for_checkpointing(scheduler)
+        self.trainable_only_checkpoints = loaded.is_lora
+        if loaded.is_lora:  # the frozen base is the model dir itself: checkpoints hold the adapter only
+            accelerator.register_save_state_pre_hook(keep_trainable_weights)
 
         fingerprint = data_fingerprint(self.spec.datasets)
         resume_state, resumed_from = self.restore(fingerprint)
@@ -371,7 +382,8 @@ class _Job:
                         f"checkpoint {candidate} was made on different data",
                         hint="resume only with the same dataset files, or use a new output dir",
                     )
-                self.accelerator.load_state(str(candidate))
+                # a LoRA checkpoint holds only the adapter; the frozen base comes from the model dir
+                self.accelerator.load_state(str(candidate), strict=not self.trainable_only_checkpoints)
             except TrainerdError:
                 raise
             except Exception as error:
