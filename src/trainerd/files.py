@@ -7,13 +7,14 @@ A reader therefore sees either the old or the new file, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -30,24 +31,40 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` so that readers never see a partial file."""
+def atomic_write_stream(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], mode: int | None = None
+) -> None:
+    """Replace `path` with what `write(handle)` writes, so that readers never see a partial file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` so that readers never see a partial file."""
+    atomic_write_stream(path, lambda handle: handle.write(data), mode=mode)
+
+
+def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a file so that `dst` appears only complete (streamed: multi-GB files do not fill memory)."""
+
+    def copy(handle: BinaryIO) -> None:
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, handle, 1 << 20)
+
+    atomic_write_stream(dst, copy)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:

@@ -15,9 +15,7 @@ import errno
 import json
 import logging
 import os
-import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +26,7 @@ from typing import Any, Literal, cast
 from trainerd.daemon.inbox import new_job_id
 from trainerd.daemon.layout import PRIORITIES, BaseDir, Priority, parse_priority
 from trainerd.errors import TrainerdError
-from trainerd.files import atomic_write_json, fsync_dir, read_json, sha256_file
+from trainerd.files import atomic_copy, atomic_write_json, fsync_dir, read_json, sha256_file
 
 log = logging.getLogger("trainerd.daemon.queue")
 
@@ -210,18 +208,7 @@ def _copy_file(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` through a temp file in dst's folder, so `dst` appears only complete."""
     if os.path.lexists(dst):
         raise TrainerdError(f"refusing to overwrite {dst} while copying {src}", hint="retry; job ids are unique")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dst.parent)
+    atomic_copy(src, dst)
 
 
 def _unlink(path: Path) -> None:

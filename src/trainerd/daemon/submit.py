@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -17,7 +16,7 @@ from typing import BinaryIO
 from trainerd.daemon.inbox import sanitize_name, sidecar_path
 from trainerd.daemon.layout import DEFAULT_PRIORITY, BaseDir, parse_priority
 from trainerd.errors import TrainerdError
-from trainerd.files import atomic_write_json, fsync_dir
+from trainerd.files import atomic_write_json, atomic_write_stream
 
 
 def inbox_name(base: BaseDir, name: str) -> str:
@@ -31,33 +30,19 @@ def inbox_name(base: BaseDir, name: str) -> str:
     return candidate
 
 
-def _write_into_inbox(base: BaseDir, name: str, priority: str, write: Callable[[BinaryIO], None]) -> Path:
+def _write_into_inbox(base: BaseDir, name: str, priority: str, write: Callable[[BinaryIO], object]) -> Path:
     level = parse_priority(priority)
     base.inbox.mkdir(parents=True, exist_ok=True)
     final = base.inbox / inbox_name(base, name)
     if level != DEFAULT_PRIORITY:
         atomic_write_json(sidecar_path(final), {"priority": level})
-    fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=".tmp", dir=base.inbox)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(base.inbox)
+    atomic_write_stream(final, write)  # a hidden temp name until complete: the inbox ignores it
     return final
 
 
 def submit_bytes(base: BaseDir, data: bytes, name: str, priority: str = DEFAULT_PRIORITY) -> Path:
     """Write `data` into the inbox atomically under a safe, unique name; returns the final path."""
-
-    def write(handle: BinaryIO) -> None:
-        handle.write(data)
-
-    return _write_into_inbox(base, name, priority, write)
+    return _write_into_inbox(base, name, priority, lambda handle: handle.write(data))
 
 
 def submit_file(base: BaseDir, source: str | os.PathLike[str], priority: str = DEFAULT_PRIORITY) -> Path:
