@@ -192,6 +192,14 @@ def lr_lambda_for(cfg: TrainerdConfig, total_steps: int) -> Callable[[int], floa
     return factor
 
 
+def inner_model_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The loss wrapper's state dict with its `model.` prefix removed: the causal LM's own keys."""
+    if state is None:
+        return None
+    prefix = "model."
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+
+
 def keep_trainable_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
     """accelerate save-state hook: drop frozen tensors (a LoRA's base) from the checkpoint's weights."""
     for index, model in enumerate(models):
@@ -329,10 +337,13 @@ class _Job:
             reporter.write_progress("stopped", stopped=stopped)
             return result
         accelerator.wait_for_everyone()
+        # every rank takes part: under FSDP/ZeRO-3 this gathers the sharded weights onto rank 0
+        full_state = inner_model_state(accelerator.get_state_dict(model))
         failure: Exception | None = None
         if accelerator.is_main_process:
             try:
-                save_trained_model(accelerator.unwrap_model(model).model, loaded.tokenizer, self.output_dir)
+                inner = accelerator.unwrap_model(model).model
+                save_trained_model(inner, loaded.tokenizer, self.output_dir, state_dict=full_state)
                 result.verify_loss = verify_saved_model(
                     self.output_dir, data.dataset.examples[:VERIFY_EXAMPLES], accelerator.device, cfg.model.precision
                 )

@@ -247,23 +247,27 @@ def load_model_for_training(model_path: str, cfg: TrainerdConfig, device: torch.
     )
 
 
-def save_trained_model(model: Any, tokenizer: Any, out_dir: Path | str) -> Path:
+def save_trained_model(
+    model: Any, tokenizer: Any, out_dir: Path | str, state_dict: dict[str, Any] | None = None
+) -> Path:
     """Save a full model (safetensors) or a peft model's adapter, plus the tokenizer, into `out_dir`.
 
+    `state_dict` is the gathered full state dict when the weights are sharded across ranks (FSDP,
+    ZeRO-3: `accelerator.get_state_dict`); without it the model's own parameters are saved.
     An adapter's config records its base as an absolute path when the base is a local dir, so the
     adapter still loads after it is moved into the version store.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
-        model.save_pretrained(str(out))
+        model.save_pretrained(str(out), state_dict=state_dict)
         _absolutize_adapter_base(out)
     else:
         # Training ran with use_cache=False; the saved model is for generation, where the cache helps.
         previous = model.config.use_cache
         model.config.use_cache = True
         try:
-            model.save_pretrained(str(out))
+            model.save_pretrained(str(out), state_dict=state_dict)
         finally:
             model.config.use_cache = previous
     tokenizer.save_pretrained(str(out))
