@@ -12,7 +12,7 @@ import importlib
 import json
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,23 +167,12 @@ def load_model_for_training(model_path: str, cfg: TrainerdConfig, device: torch.
     lora = cfg.lora
     model: Any
     if info is not None and info.kind == "lora-adapter":
-        assert info.base_model is not None
-        adapter_dir = str(Path(model_path).resolve())
-        base_path = resolve_base_model(adapter_dir, info.base_model)
-        _check_local_base(adapter_dir, base_path)
         weights_dtype = dtype
-        base = _from_pretrained(base_path, attn, attn_reason, weights_dtype, revision=None, trust=trust)
+        model, base, adapter_dir, base_path = _load_adapter(
+            model_path, info, attn, attn_reason, dtype, trust=trust, trainable=True,
+            prepare=lambda base_model: _prepare_base(base_model, cfg, decisions),
+        )  # fmt: skip
         tokenizer = load_tokenizer(adapter_dir, trust_remote_code=trust)
-        _prepare_base(base, cfg, decisions)
-        try:
-            with _quiet_peft_deprecations():
-                model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load LoRA adapter {adapter_dir} onto base model {base_path}: {exc}",
-                hint="the adapter must have been trained on this base model; check base_model_name_or_path "
-                f"in {Path(adapter_dir) / ADAPTER_CONFIG_FILE}",
-            ) from exc
         peft_cfg = model.peft_config["default"]
         decisions.append(
             f"training: continue LoRA adapter {adapter_dir} on base {base_path} "
@@ -291,19 +280,9 @@ def load_model_for_inference(
     dtype, _ = choose_dtype(precision, device)
     attn, attn_reason = choose_attention(attn_implementation, device, dtype)
     if info is not None and info.kind == "lora-adapter":
-        assert info.base_model is not None
-        adapter_dir = str(Path(source).resolve())
-        base_path = resolve_base_model(adapter_dir, info.base_model)
-        _check_local_base(adapter_dir, base_path)
-        base = _from_pretrained(base_path, attn, attn_reason, dtype, revision=None, trust=trust_remote_code)
-        try:
-            with _quiet_peft_deprecations():
-                peft_model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=False)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load LoRA adapter {adapter_dir} onto base model {base_path}: {exc}",
-                hint=f"check base_model_name_or_path in {Path(adapter_dir) / ADAPTER_CONFIG_FILE}",
-            ) from exc
+        peft_model, _, _, _ = _load_adapter(
+            source, info, attn, attn_reason, dtype, trust=trust_remote_code, trainable=False
+        )
         model = peft_model.merge_and_unload() if merge else peft_model
     else:
         resolved = str(Path(source).resolve()) if info is not None else source
@@ -315,6 +294,40 @@ def load_model_for_inference(
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _load_adapter(
+    source: str,
+    info: ModelDirInfo,
+    attn: str,
+    attn_reason: str,
+    dtype: torch.dtype,
+    *,
+    trust: bool,
+    trainable: bool,
+    prepare: Callable[[Any], None] | None = None,
+) -> tuple[Any, Any, str, str]:
+    """A LoRA adapter dir loaded onto its base: (peft model, base model, adapter dir, base path).
+
+    `prepare` runs on the base before the adapter goes on (training: checkpointing, input grads).
+    """
+    assert info.base_model is not None
+    adapter_dir = str(Path(source).resolve())
+    base_path = resolve_base_model(adapter_dir, info.base_model)
+    _check_local_base(adapter_dir, base_path)
+    base = _from_pretrained(base_path, attn, attn_reason, dtype, revision=None, trust=trust)
+    if prepare is not None:
+        prepare(base)
+    try:
+        with _quiet_peft_deprecations():
+            model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=trainable)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load LoRA adapter {adapter_dir} onto base model {base_path}: {exc}",
+            hint="the adapter must have been trained on this base model; check base_model_name_or_path "
+            f"in {Path(adapter_dir) / ADAPTER_CONFIG_FILE}",
+        ) from exc
+    return model, base, adapter_dir, base_path
 
 
 def _inspect_local(path: str) -> ModelDirInfo | None:
