@@ -222,17 +222,17 @@ def test_packed_and_padded_layouts_give_the_same_loss(tiny_model_dir: Path, data
     from trainerd.data.pack import collate_packed, collate_padded
     from trainerd.data.samples import sample_conversations
     from trainerd.data.tokenize import tokenize_conversations
-    from trainerd.engine.engine import _Job
+    from trainerd.engine.engine import micro_batch_loss
+    from trainerd.engine.loss import CausalLMWithChunkedLoss
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").eval()
     examples = tokenize_conversations(sample_conversations(6, seed=5), tokenizer, max_length=256).examples
-    job = _Job.__new__(_Job)
     for use_mask in (True, False):
-        job.use_logits_mask = use_mask
+        loss_model = CausalLMWithChunkedLoss(model, chunk_tokens=0, logits_mask=use_mask)
         with torch.no_grad():
-            packed, n_packed = job.micro_batch_loss(model, collate_packed(examples))
-            padded, n_padded = job.micro_batch_loss(model, collate_padded(examples, tokenizer.pad_token_id))
+            packed, n_packed = micro_batch_loss(loss_model, collate_packed(examples))
+            padded, n_padded = micro_batch_loss(loss_model, collate_padded(examples, tokenizer.pad_token_id))
         assert n_packed == n_padded == sum(e.num_trainable for e in examples)
         torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-4)
 

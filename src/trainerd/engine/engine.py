@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import extract_model_from_parallel, parse_flag_from_env, set_seed
+from accelerate.utils import parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader
 
 from trainerd.config.schema import TrainerdConfig
@@ -192,6 +192,14 @@ def lr_lambda_for(cfg: TrainerdConfig, total_steps: int) -> Callable[[int], floa
     return factor
 
 
+def micro_batch_loss(loss_model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the trainable positions of one micro-batch (through the prepared
+    `CausalLMWithChunkedLoss`, so DDP/FSDP see one forward), and the number of those positions."""
+    inputs = {key: batch[key] for key in ("input_ids", "position_ids", "attention_mask") if key in batch}
+    loss_sum, count = loss_model(**inputs, shift_labels=batch["shift_labels"])
+    return loss_sum, int(count)
+
+
 def inner_model_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
     """The loss wrapper's state dict with its `model.` prefix removed: the causal LM's own keys."""
     if state is None:
@@ -278,7 +286,6 @@ class _Job:
         # DDP/FSDP wrap the loss wrapper, so the decoder, the chunked head and the loss are one forward.
         loss_model = CausalLMWithChunkedLoss(loaded.model, chunk_tokens=cfg.hyperparams.loss_chunk_tokens)
         log.info("%s", loss_model.decision)
-        self.use_logits_mask = loss_model.uses_logits_mask
         model, optimizer = accelerator.prepare(loss_model, optimizer)
         accelerator.register_for_checkpointing(scheduler)
         self.trainable_only_checkpoints = loaded.is_lora
@@ -406,18 +413,6 @@ class _Job:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def micro_batch_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Summed cross-entropy over the trainable positions of one micro-batch, and their count.
-
-        `model` is the prepared `CausalLMWithChunkedLoss`; a bare causal LM is given the full-logits
-        path (logits only at trainable positions when `use_logits_mask`).
-        """
-        if not isinstance(extract_model_from_parallel(model), CausalLMWithChunkedLoss):
-            model = CausalLMWithChunkedLoss(model, chunk_tokens=0, logits_mask=self.use_logits_mask)
-        inputs = {key: batch[key] for key in ("input_ids", "position_ids", "attention_mask") if key in batch}
-        loss_sum, count = model(**inputs, shift_labels=batch["shift_labels"])
-        return loss_sum, int(count)
-
     def train_loop(
         self,
         model: torch.nn.Module,
@@ -461,7 +456,7 @@ class _Job:
                 sync = index == len(micro) - 1
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
                 with ctx:
-                    loss_sum, _ = self.micro_batch_loss(model, batch)
+                    loss_sum, _ = micro_batch_loss(model, batch)
                     loss = loss_sum * world / denominator
                     accelerator.backward(loss)
                 step_loss += loss_sum.detach()
