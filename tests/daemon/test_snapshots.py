@@ -7,10 +7,9 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
+from tests.daemon.fake_models import make_adapter, make_full_model
 from trainerd.daemon.snapshots import (
     MANIFEST_FILE,
     create_snapshot,
@@ -28,29 +27,6 @@ from trainerd.files import sha256_file
 from trainerd.models.inspect import is_valid_model_dir
 
 NOON = datetime(2024, 5, 1, 12, 0, 0)
-
-
-def make_full_model(path: Path, seed: int = 0) -> Path:
-    """A small but valid full model dir (config, real safetensors, tokenizer files)."""
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    save_file({"lm_head.weight": rng.standard_normal((8, 4)).astype(np.float32)}, str(path / "model.safetensors"))
-    (path / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}))
-    (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE"}, "seed": seed}))
-    (path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
-    (path / "chat_template.jinja").write_text("{{ messages }}")
-    return path
-
-
-def make_adapter(path: Path, base: str, seed: int = 0) -> Path:
-    """A small but valid LoRA adapter dir naming `base`."""
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    tensors = {"base_model.model.q_proj.lora_A.weight": rng.standard_normal((2, 4)).astype(np.float32)}
-    save_file(tensors, str(path / "adapter_model.safetensors"))
-    config = {"peft_type": "LORA", "base_model_name_or_path": base, "r": 2, "target_modules": ["q_proj"]}
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    return path
 
 
 @pytest.fixture
