@@ -45,6 +45,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def train_args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    """`trainerd train` arguments for one dataset, model and output dir."""
+    return ["train", "--dataset", str(data), "--model", str(model), "--output", str(out), *extra]
+
+
 def result_of(out: Path) -> dict:
     return json.loads((out / "result.json").read_text())
 
@@ -54,21 +59,10 @@ def test_train_40_steps_learns_and_logs_its_decisions(
     tiny_model_dir: Path, data: Path, tmp_path: Path, lora: bool
 ) -> None:
     out = tmp_path / "out"
-    args = [
-        "train",
-        "--dataset",
-        str(data),
-        "--model",
-        str(tiny_model_dir),
-        "--output",
-        str(out),
-        "--max-steps",
-        "40",
-        "--set",
-        f"hyperparams.learning_rate={3e-2 if lora else 3e-3}",
-        "--set",
-        "hyperparams.save_steps=20",
-    ]
+    args = train_args(
+        data, tiny_model_dir, out, "--max-steps", "40",
+        "--set", f"hyperparams.learning_rate={3e-2 if lora else 3e-3}", "--set", "hyperparams.save_steps=20",
+    )  # fmt: skip
     proc = trainerd(*args, *(["--lora"] if lora else []))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = result_of(out)
@@ -131,17 +125,7 @@ def test_misspelt_key_fails_fast_naming_it(tiny_model_dir: Path, data: Path, tmp
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"hyperparams": {"learnin_rate": 0.1}}))
     started = time.monotonic()
-    proc = trainerd(
-        "train",
-        "--dataset",
-        str(data),
-        "--model",
-        str(tiny_model_dir),
-        "--output",
-        str(tmp_path / "o"),
-        "--config",
-        str(config),
-    )
+    proc = trainerd(*train_args(data, tiny_model_dir, tmp_path / "o", "--config", str(config)))
     assert proc.returncode != 0
     assert "learnin_rate" in proc.stderr and "hyperparams.learning_rate" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -157,7 +141,7 @@ def test_bad_data_is_a_readable_error(tiny_model_dir: Path, tmp_path: Path) -> N
         '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
         '{"messages": [{"role": "user", "content": "hi"}\n'
     )
-    proc = trainerd("train", "--dataset", str(bad), "--model", str(tiny_model_dir), "--output", str(tmp_path / "o"))
+    proc = trainerd(*train_args(bad, tiny_model_dir, tmp_path / "o"))
     assert proc.returncode == 1
     assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
     result = result_of(tmp_path / "o")
@@ -186,21 +170,10 @@ def test_interrupted_training_resumes_from_its_checkpoint(
     tiny_model_dir: Path, data: Path, tmp_path: Path, how: str
 ) -> None:
     out = tmp_path / "out"
-    args = [
-        "train",
-        "--dataset",
-        str(data),
-        "--model",
-        str(tiny_model_dir),
-        "--output",
-        str(out),
-        "--max-steps",
-        "150",
-        "--set",
-        "hyperparams.save_steps=5",
-        "--set",
-        "hyperparams.save_total_limit=3",
-    ]
+    args = train_args(
+        data, tiny_model_dir, out, "--max-steps", "150",
+        "--set", "hyperparams.save_steps=5", "--set", "hyperparams.save_total_limit=3",
+    )  # fmt: skip
     proc = start(*args)
     wait_for(out / "checkpoints" / "checkpoint-10" / "COMPLETE")
     proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
