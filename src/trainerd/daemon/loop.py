@@ -50,7 +50,7 @@ from trainerd.daemon.store import ModelStore, VersionInfo
 from trainerd.engine.control import engine_lock_free
 from trainerd.engine.spec import JobSpec, TrainingResult
 from trainerd.errors import TrainerdError
-from trainerd.files import atomic_write_json, read_json
+from trainerd.files import atomic_write_json, fsync_dir, read_json
 from trainerd.logs import setup_logging
 
 log = logging.getLogger("trainerd.daemon")
@@ -280,6 +280,8 @@ class Daemon:
                 {"original_name": item.name, "priority": item.priority, "meta": item.meta, "taken_at": time.time()},
             )
             item.path.replace(target)
+            fsync_dir(self.incoming)  # the file is durably in incoming/ before its sidecar goes
+            fsync_dir(self.base.inbox)
             if item.meta_path is not None:
                 item.meta_path.unlink(missing_ok=True)
             log.info("took %s from the inbox (priority %s)", item.name, item.priority)
