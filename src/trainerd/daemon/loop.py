@@ -125,6 +125,9 @@ class Daemon:
         self.incoming.mkdir(parents=True, exist_ok=True)
         for line in [*self.queue.recover(), *self.store.recover(), *recover_snapshots(self.base)]:
             log.warning("recovery: %s", line)
+        for record in self.incoming.glob("*.incoming.json"):  # a record whose file never arrived
+            if not record.with_name(record.name.replace(".incoming.json", ".jsonl")).exists():
+                record.unlink()
         control.request_engine(self.base, None)  # a request left from a previous run must not hit a new job
         if self.store.current() is None:
             raise TrainerdError(
